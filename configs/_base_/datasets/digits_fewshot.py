@@ -1,0 +1,48 @@
+# The embedded demo: scikit-learn's handwritten digits written as an image folder (tools/demo.py makes
+# it): data/digits/{train,val,test}/<digit>/*.png, 32x32. Search on the whole val split, report test.
+dataset_name = 'digits'
+data_root = 'data/digits'
+num_shots = 16
+fewshot_seed = 1
+
+split_dirs = dict(train='train', val='val', test='test')
+train_pipeline = [
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.5, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='ResizeEdge', scale=32, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=32),
+    dict(type='PackInputs'),
+]
+
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='FewShotImageFolder', data_root=data_root, split='train', num_shots=num_shots,
+                 seed=fewshot_seed, classnames='digits', templates='digits', split_dirs=split_dirs,
+                 pipeline=train_pipeline),
+)
+val_dataloader = dict(
+    batch_size=128,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='FewShotImageFolder', data_root=data_root, split='val', num_shots=num_shots,
+                 seed=fewshot_seed, classnames='digits', templates='digits', split_dirs=split_dirs,
+                 pipeline=test_pipeline),
+)
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_dataloader = dict(
+    batch_size=128,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='FewShotImageFolder', data_root=data_root, split='test', num_shots=num_shots,
+                 seed=fewshot_seed, classnames='digits', templates='digits', split_dirs=split_dirs,
+                 pipeline=test_pipeline),
+)
+test_evaluator = val_evaluator

@@ -1,0 +1,9 @@
+# Training-free Tip-Adapter: build the cache, grid-search alpha/beta on the validation split, save, test.
+train_cfg = dict(type='TrainingFreeLoop', search=True, search_scale=[7, 3], search_step=[200, 20])
+val_cfg = dict()
+test_cfg = dict()
+# the runner requires an optimizer; nothing is trained
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.))
+# nothing requires a gradient, so plain DDP refuses the model; this wrapper skips frozen children
+model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel')
+custom_hooks = [dict(type='BuildCacheHook', augment_epochs=10), dict(type='ResultsHook')]

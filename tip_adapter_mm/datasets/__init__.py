@@ -1,0 +1,6 @@
+from .few_shot_image_folder import FewShotImageFolder
+from .fewshot import group_by_label, sample_few_shot
+from .metadata import resolve_classnames, resolve_templates
+
+__all__ = ['FewShotImageFolder', 'sample_few_shot', 'group_by_label', 'resolve_classnames',
+           'resolve_templates']

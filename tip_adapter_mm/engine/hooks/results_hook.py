@@ -1,0 +1,96 @@
+import os.path as osp
+import time
+
+from mmengine.dist import get_world_size, is_main_process
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmpretrain.registry import HOOKS
+
+from ...utils import atomic_json_dump
+from ..features import unwrap
+from ..record import KEY, get_record, update_record
+
+#: record fields that a checkpoint carries from the run that made it
+_FROM_CHECKPOINT = ('selection_split', 'val_top1', 'val_size', 'cache_size', 'augment_epochs', 'search_scale',
+                    'search_step', 'trained_in')
+
+
+def _dataset_cfg(cfg, key):
+    loader = cfg.get(key) or {}
+    return loader.get('dataset', {}) if isinstance(loader, dict) else {}
+
+
+@HOOKS.register_module()
+class ResultsHook(Hook):
+    """Write ``<work_dir>/results.json`` after every test run, and carry the run record in checkpoints.
+
+    The record holds what identifies the run (method, dataset, shots, seed, backbone, weights), what it chose
+    (alpha, beta, the split the choice was made on, its validation accuracy), the test accuracy and the
+    wall time of each stage. The file is written by the main process through a temporary file and a rename.
+
+    Args:
+        filename (str): file name under the work dir. Defaults to 'results.json'.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, filename: str = 'results.json'):
+        self.filename = filename
+        self._start = None
+        self._test_start = None
+
+    def before_run(self, runner):
+        self._start = time.perf_counter()
+        cfg = runner.cfg
+        train_ds = _dataset_cfg(cfg, 'train_dataloader') or _dataset_cfg(cfg, 'test_dataloader')
+        backbone = cfg.model.get('backbone', {})
+        update_record(
+            runner,
+            method=cfg.get('method', cfg.model.get('head', {}).get('type')),
+            dataset=cfg.get('dataset_name', train_ds.get('type')),
+            num_shots=cfg.model.get('head', {}).get('num_shots', train_ds.get('num_shots')),
+            seed=train_ds.get('seed'),
+            backbone=backbone.get('model_name'),
+            pretrained=backbone.get('pretrained'),
+            config=cfg.filename,
+            work_dir=runner.work_dir,
+            world_size=get_world_size())
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        checkpoint.setdefault('meta', {})[KEY] = get_record(runner)
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        saved = checkpoint.get('meta', {}).get(KEY) or {}
+        update_record(runner, checkpoint=runner._load_from,
+                      **{k: saved[k] for k in _FROM_CHECKPOINT if k in saved})
+
+    def before_test_epoch(self, runner):
+        self._test_start = time.perf_counter()
+
+    def after_test_epoch(self, runner, metrics=None):
+        metrics = metrics or {}
+        head = unwrap(runner.model).head
+        record = get_record(runner)
+        timings = dict(record.get('timings', {}))
+        timings['test'] = round(time.perf_counter() - self._test_start, 3)
+        if self._start is not None:
+            timings['total'] = round(time.perf_counter() - self._start, 3)
+        record.update(
+            alpha=float(head.alpha) if hasattr(head, 'alpha') else None,
+            beta=float(head.beta) if hasattr(head, 'beta') else None,
+            test_top1=_metric(metrics, 'top1'), test_top5=_metric(metrics, 'top5'),
+            test_size=len(runner.test_dataloader.dataset), timings=timings)
+        record.setdefault('selection_split', 'none')
+        record.setdefault('val_top1', None)
+        update_record(runner, **record)
+        if is_main_process():
+            path = osp.join(runner.work_dir, self.filename)
+            atomic_json_dump(record, path)
+            print_log(f'results written to {path}', logger='current')
+
+
+def _metric(metrics, name):
+    for key, value in metrics.items():
+        if key.endswith('/' + name) or key == name:
+            return float(value)
+    return None

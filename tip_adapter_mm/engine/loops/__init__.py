@@ -1,0 +1,3 @@
+from .training_free_loop import TrainingFreeLoop
+
+__all__ = ['TrainingFreeLoop']

@@ -1,0 +1,148 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: argument merging, launch, and the preflight check.
+
+The preflight check builds the datasets and checks the model config and the checkpoint before the runner
+exists, so bad input gets a clear error before anything (work dir, log, checkpoint, features, results) is
+written.
+"""
+import copy
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from . import compat
+
+
+def default_work_dir(config_path: str) -> str:
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def merge_common_args(cfg: Config, args) -> Config:
+    """Apply the arguments train.py and test.py share with mmpretrain's tools."""
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(args.config)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        loader.setdefault('collate_fn', dict(type='default_collate'))
+        # mmpretrain's tools force persistent workers (so augmentations differ between epochs); that
+        # crashes with num_workers=0, where a single process already gives fresh randomness every epoch
+        loader.setdefault('persistent_workers', loader.get('num_workers', 0) > 0)
+        loader.setdefault('pin_memory', torch.cuda.is_available())
+        if getattr(args, 'no_pin_memory', False):
+            loader['pin_memory'] = False
+        if getattr(args, 'no_persistent_workers', False):
+            loader['persistent_workers'] = False
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    apply_fewshot_keys(cfg)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(getattr(args, 'local_rank', 0))
+    return cfg
+
+
+def apply_fewshot_keys(cfg: Config):
+    """Copy the top-level ``num_shots`` and ``fewshot_seed`` into the head and the datasets.
+
+    K and the sampling seed must agree between the head (whose cache has C x K fixed-shape entries) and the
+    train/val datasets (the validation split is held out of the images outside the K-shot sample), so the
+    configs set them once at the top level: ``--cfg-options num_shots=8 fewshot_seed=2``.
+    """
+    shots, seed = cfg.get('num_shots'), cfg.get('fewshot_seed')
+    head = cfg.get('model', {}).get('head')
+    if shots is not None and head is not None and 'num_shots' in head:
+        head['num_shots'] = shots
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(key) or {}).get('dataset')
+        if not isinstance(dataset, dict):
+            continue
+        if shots is not None and 'num_shots' in dataset:
+            dataset['num_shots'] = shots
+        if seed is not None and 'seed' in dataset:
+            dataset['seed'] = seed
+
+
+def setup_launcher(cfg: Config):
+    """Distributed launch: CPU processes need the gloo shim, GPUs use mmengine's own path."""
+    if cfg.launcher != 'none':
+        compat.init_cpu_distributed(cfg)
+
+
+def _head_shapes(head_cfg: dict):
+    c, d, k = int(head_cfg['num_classes']), int(head_cfg['feat_dim']), int(head_cfg.get('num_shots', 0))
+    return dict(clip_weights=(c, d), cache_keys=(c * k, d))
+
+
+def check_checkpoint(path: str, head_cfg: dict):
+    """Raise if the checkpoint's head does not fit the configured head (names the file and both shapes)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    state = compat._load_local_checkpoint(path, 'cpu')
+    state = state.get('state_dict', state)
+    for name, expected in _head_shapes(head_cfg).items():
+        key = next((k for k in state if k.endswith('head.' + name)), None)
+        if key is not None and tuple(state[key].shape) != expected:
+            raise ValueError(
+                f"checkpoint '{path}' holds head.{name} of shape {tuple(state[key].shape)} but the config "
+                f"builds {expected} (num_classes={head_cfg['num_classes']}, num_shots="
+                f"{head_cfg.get('num_shots', 0)}, feat_dim={head_cfg['feat_dim']}): it was made for another "
+                'dataset, shot count or backbone')
+
+
+def preflight(cfg: Config):
+    """Check datasets, model and checkpoint of ``cfg`` before any output is written.
+
+    Raises:
+        FileNotFoundError / ValueError: with the file, the value and what was expected.
+    """
+    import open_clip
+    from mmpretrain.registry import DATASETS
+
+    from .models.clip_backbone import _is_local_file, resolve_model_name
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model = cfg.get('model', {})
+    backbone, head = model.get('backbone', {}), model.get('head', {})
+    if backbone.get('type') == 'CLIPBackbone':
+        name = resolve_model_name(backbone.get('model_name', 'RN50'), backbone.get('pretrained', 'openai'))
+        pretrained = backbone.get('pretrained')
+        if pretrained and _is_local_file(pretrained) and not osp.isfile(pretrained):
+            raise FileNotFoundError(f"CLIP checkpoint file '{pretrained}' (model.backbone.pretrained) does "
+                                    'not exist')
+        embed_dim = (open_clip.get_model_config(name) or {}).get('embed_dim')
+        if embed_dim and head.get('feat_dim') and int(head['feat_dim']) != int(embed_dim):
+            raise ValueError(f"model.head.feat_dim={head['feat_dim']} but open_clip model '{name}' embeds "
+                             f'into {embed_dim} dimensions')
+    datasets = {}
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if loader and isinstance(loader.get('dataset'), dict):
+            datasets[key] = DATASETS.build(copy.deepcopy(loader['dataset']))
+    train = datasets.get('train_dataloader')
+    if train is not None and head.get('num_classes') is not None:
+        classes = train.metainfo.get('classes') or ()
+        if len(classes) != int(head['num_classes']):
+            raise ValueError(f"the dataset has {len(classes)} classes but model.head.num_classes is "
+                             f"{head['num_classes']}")
+        size = int(head['num_classes']) * int(head.get('num_shots', 0))
+        if size and len(train) != size:
+            raise ValueError(
+                f'the train split has {len(train)} images but the head holds num_classes x num_shots = '
+                f"{head['num_classes']} x {head.get('num_shots')} = {size} cache entries: set "
+                'model.head.num_shots and train_dataloader.dataset.num_shots to the same K')
+    if cfg.get('load_from') and head.get('num_classes') is not None:
+        check_checkpoint(cfg.load_from, head)
+    return datasets
+
+
+def build_runner(cfg: Config):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    preflight(cfg)
+    setup_launcher(cfg)
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
