@@ -179,16 +179,18 @@ def tip_search_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip
     betas = [float(b) for b in beta_grid]
     alphas = torch.tensor([float(a) for a in alpha_grid], dtype=features.dtype, device=features.device)
     counts = torch.zeros(len(betas), len(alphas), dtype=torch.long, device=features.device)
-    # bytes per query row: affinity + exp ([N] each) + cache and clip logits ([C] each) + [A, C] scores
-    row_bytes = features.element_size() * (2 * n + (2 + len(alphas)) * c) + 1
+    # bytes per query row: shifted affinity + exp buffer ([N] each), clip and cache logits ([C] each), and
+    # the [A, C] scores with their temporary
+    row_bytes = features.element_size() * (2 * n + (2 + 2 * len(alphas)) * c) + 1
     chunk = max(1, min(m, int(max_chunk_bytes // row_bytes)))
     for start in range(0, m, chunk):
         f = features[start:start + chunk]
         y = labels[start:start + chunk].view(1, -1)
         clip = LOGIT_SCALE * f @ clip_weights.t()
-        affinity = f @ cache_keys.t()
+        shifted = f @ cache_keys.t() - 1.  # exp(beta * (A - 1)) is bitwise exp(-beta * (1 - A))
+        buf = torch.empty_like(shifted)
         for i, beta in enumerate(betas):
-            cache = cache_logits(affinity, cache_labels, c, beta)
+            cache = class_sum(torch.mul(shifted, beta, out=buf).exp_(), cache_labels, c)
             scores = clip + alphas.view(-1, 1, 1) * cache  # [A, m, C]
             counts[i] += (scores.argmax(dim=-1) == y).sum(dim=1)
     return counts
