@@ -4,12 +4,13 @@ The preflight check builds the datasets and checks the model config and the chec
 exists, so bad input gets a clear error before anything (work dir, log, checkpoint, features, results) is
 written.
 """
+import argparse
 import copy
 import os
 import os.path as osp
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 from . import compat
@@ -146,3 +147,78 @@ def build_runner(cfg: Config):
     preflight(cfg)
     setup_launcher(cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def parse_train_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from this checkpoint, or without a path from the latest checkpoint in '
+                        'the work directory')
+    parser.add_argument('--amp', action='store_true', help='enable automatic-mixed-precision training')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='do not evaluate checkpoints during training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by the actual batch size')
+    parser.add_argument('--no-pin-memory', action='store_true', help='disable pin_memory in dataloaders')
+    parser.add_argument('--no-persistent-workers', action='store_true',
+                        help='disable persistent_workers in dataloaders')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value pairs, e.g. num_shots=8 fewshot_seed=2')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main_train(argv=None):
+    """``tools/train.py``: build the runner from a config and arguments, and train."""
+    args = parse_train_args(argv)
+    cfg = Config.fromfile(args.config)
+    cfg = merge_common_args(cfg, args)
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.auto_scale_lr:
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    runner = build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def parse_test_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', nargs='?', default=None,
+                        help='checkpoint file; without one the cache is built from the config')
+    parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
+    parser.add_argument('--out', help='dump the predictions to this pickle file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value pairs')
+    parser.add_argument('--no-pin-memory', action='store_true', help='disable pin_memory in dataloaders')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main_test(argv=None):
+    """``tools/test.py``: evaluate a checkpoint (or a cache built from the config) on the test split."""
+    args = parse_test_args(argv)
+    cfg = Config.fromfile(args.config)
+    cfg = merge_common_args(cfg, args)
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    runner = build_runner(cfg)
+    if args.out:
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    return runner.test()
+

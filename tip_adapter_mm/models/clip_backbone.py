@@ -54,7 +54,8 @@ class CLIPBackbone(BaseModule):
     Args:
         model_name (str): open_clip model name (``RN50``, ``ViT-B-16``, ...) or OpenAI's (``ViT-B/16``).
         pretrained (str, optional): an open_clip pretrained tag (``openai``, ``laion2b_s34b_b79k``, ...), a
-            local checkpoint file (open_clip or OpenAI format), or None for random weights.
+            local checkpoint file (a state dict, or open_clip's training checkpoint), or None for random
+            weights.
         freeze (bool): freeze CLIP (no gradients, eval mode). Defaults to True.
         save_frozen (bool): keep frozen CLIP weights in checkpoints. Defaults to False.
         cache_dir (str, optional): where open_clip stores downloaded weights.
@@ -93,7 +94,7 @@ class CLIPBackbone(BaseModule):
                 f'({type(e).__name__}: {e}). Without internet access, download the weights on another '
                 'machine (open_clip.create_model(..., pretrained=...) saves them under the Hugging Face '
                 'cache, or take the file named in open_clip.get_pretrained_cfg(model, tag)) and set '
-                "model.backbone.pretrained='/path/to/open_clip_pytorch_model.bin' (or an OpenAI .pt file)."
+                "model.backbone.pretrained='/path/to/open_clip_pytorch_model.bin'."
             ) from e
         finally:
             if world_size > 1 and rank == 0:

@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='tip_adapter_mm',
+    version='0.1.0',
+    description='Tip-Adapter, Tip-Adapter-F and Meta-Adapter for CLIP as an mmpretrain plugin',
+    long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['tip_adapter_mm', 'tip_adapter_mm.*']),
+    package_data={'tip_adapter_mm.demo': ['*.json']},
+    python_requires='>=3.9',
+    install_requires=[
+        # a matching pair, chosen by pip: torchvision pins its torch exactly. Never pin torch==2.13.0 alone:
+        # some pip configurations then offer a CPU-only wheel that torchvision's compiled ops cannot load.
+        'torch>=2.4,<2.16',
+        'torchvision>=0.19,<0.31',
+        'open_clip_torch>=3.0,<4',
+        'mmengine>=0.10.7,<1.0',
+        # full mmcv has no wheels for current torch; mmpretrain only needs the lite build
+        'mmcv-lite>=2.0,<2.4',
+        'mmpretrain>=1.2.0,<1.3',
+        'setuptools<81',  # mmengine's pkg_resources import (mmpretrain:: configs); fixed upstream, unreleased
+        'numpy',
+        'scikit-learn',  # the embedded demo's images
+        'matplotlib',
+    ],
+    extras_require={'tests': ['pytest']},
+)

@@ -1,0 +1,68 @@
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(scope='session')
+def demo_assets():
+    """(digits root, tiny CLIP checkpoint), made once and cached under data/ (or $TIP_ADAPTER_MM_DATA)."""
+    from tip_adapter_mm.demo import ensure_demo_assets
+    return ensure_demo_assets(os.environ.get('TIP_ADAPTER_MM_DATA', osp.join(ROOT, 'data')))
+
+
+def demo_options(assets, **overrides):
+    """--cfg-options that point a digits config at the demo assets."""
+    digits, ckpt = assets
+    options = {'model.backbone.pretrained': ckpt, 'experiment_name': f'test-{time.time_ns()}'}
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        options[f'{key}.dataset.data_root'] = digits
+    options.update(overrides)
+    return [f'{k}={v}' for k, v in options.items()]
+
+
+def run_train(config, work_dir, assets, *extra, **overrides):
+    from tip_adapter_mm.launch import main_train
+    main_train([osp.join(ROOT, config), '--work-dir', str(work_dir), *extra, '--cfg-options',
+                *demo_options(assets, **overrides)])
+    return read_results(work_dir)
+
+
+def read_results(work_dir):
+    with open(osp.join(str(work_dir), 'results.json')) as f:
+        return json.load(f)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_dist(script, args, nproc, timeout=600):
+    """Run tools/dist_*.sh with nproc CPU processes; return the completed process."""
+    env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script), *args[:1], str(nproc), *args[1:]]
+                          if script == 'dist_train.sh' else ['bash', osp.join(ROOT, 'tools', script), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+@pytest.fixture(scope='session')
+def tip_run(demo_assets, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('tip')
+    return work_dir, run_train('configs/tip_digits_16shot.py', work_dir, demo_assets)
+
+
+@pytest.fixture(scope='session')
+def zeroshot_run(demo_assets, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('zeroshot')
+    return work_dir, run_train('configs/zeroshot_digits.py', work_dir, demo_assets)

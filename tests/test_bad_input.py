@@ -1,0 +1,91 @@
+"""Bad input gets a clear error, before anything is written."""
+import os
+import os.path as osp
+
+import pytest
+import torch
+
+from conftest import ROOT, demo_options
+from folders import write_image_folder
+from tip_adapter_mm.launch import main_test, main_train
+
+CONFIG = osp.join(ROOT, 'configs/tip_digits_16shot.py')
+
+
+def _assert_nothing_written(work_dir):
+    assert not osp.exists(work_dir), os.listdir(work_dir)
+
+
+def test_missing_data_root(demo_assets, tmp_path):
+    work_dir = str(tmp_path / 'wd')
+    opts = demo_options(demo_assets, **{'train_dataloader.dataset.data_root': str(tmp_path / 'nodata')})
+    with pytest.raises(FileNotFoundError, match=r"data root '.*nodata' does not exist"):
+        main_train([CONFIG, '--work-dir', work_dir, '--cfg-options', *opts])
+    _assert_nothing_written(work_dir)
+
+
+def test_missing_split(demo_assets, tmp_path):
+    work_dir = str(tmp_path / 'wd')
+    opts = demo_options(demo_assets, **{'test_dataloader.dataset.split_dirs.test': 'heldout'})
+    with pytest.raises(FileNotFoundError, match=r"split folder '.*heldout' for the test split"):
+        main_train([CONFIG, '--work-dir', work_dir, '--cfg-options', *opts])
+    _assert_nothing_written(work_dir)
+
+
+def test_class_with_fewer_than_k_images(demo_assets, tmp_path):
+    root = write_image_folder(tmp_path / 'data', {s: {str(d): (3 if d == 7 and s == 'train' else 20)
+                                                      for d in range(10)} for s in ('train', 'val', 'test')},
+                              size=32, ext='.png')
+    work_dir = str(tmp_path / 'wd')
+    opts = demo_options(demo_assets, **{f'{k}.dataset.data_root': root for k in
+                                        ('train_dataloader', 'val_dataloader', 'test_dataloader')})
+    with pytest.raises(ValueError, match=r"class 'seven' \(label 7\) has 3 usable images.*fewer than the 16"):
+        main_train([CONFIG, '--work-dir', work_dir, '--cfg-options', *opts])
+    _assert_nothing_written(work_dir)
+
+
+def test_unknown_model_name(demo_assets, tmp_path):
+    work_dir = str(tmp_path / 'wd')
+    opts = demo_options(demo_assets, **{'model.backbone.model_name': 'tiny-clp'})
+    with pytest.raises(ValueError, match=r"unknown open_clip model name 'tiny-clp'.*tiny-clip"):
+        main_train([CONFIG, '--work-dir', work_dir, '--cfg-options', *opts])
+    _assert_nothing_written(work_dir)
+
+
+def test_shots_set_in_one_place_only(demo_assets, tmp_path):
+    work_dir = str(tmp_path / 'wd')
+    opts = demo_options(demo_assets, **{'train_dataloader.dataset.num_shots': 8})
+    opts = [o for o in opts] + ['num_shots=None']  # bypass the top-level key: head 16, dataset 8
+    with pytest.raises(ValueError, match=r'train split has 80 images but the head holds .* = 160'):
+        main_train([CONFIG, '--work-dir', work_dir, '--cfg-options', *opts])
+    _assert_nothing_written(work_dir)
+
+
+def test_checkpoint_for_another_class_count(demo_assets, tmp_path):
+    ckpt = tmp_path / 'other.pth'
+    torch.save({'meta': {}, 'state_dict': {'head.clip_weights': torch.zeros(7, 64),
+                                           'head.cache_keys': torch.zeros(7 * 16, 64)}}, ckpt)
+    work_dir = str(tmp_path / 'wd')
+    with pytest.raises(ValueError, match=r"checkpoint '.*other.pth' holds head.clip_weights of shape \(7, 64\) "
+                                         r'but the config builds \(10, 64\)'):
+        main_test([CONFIG, str(ckpt), '--work-dir', work_dir, '--cfg-options', *demo_options(demo_assets)])
+    _assert_nothing_written(work_dir)
+
+
+def test_checkpoint_for_another_feature_size(demo_assets, tmp_path):
+    ckpt = tmp_path / 'vit.pth'
+    torch.save({'state_dict': {'head.clip_weights': torch.zeros(10, 512)}}, ckpt)
+    work_dir = str(tmp_path / 'wd')
+    with pytest.raises(ValueError, match=r'shape \(10, 512\) but the config builds \(10, 64\)'):
+        main_test([CONFIG, str(ckpt), '--work-dir', work_dir, '--cfg-options', *demo_options(demo_assets)])
+    _assert_nothing_written(work_dir)
+
+
+def test_head_refuses_mismatched_state_dict_directly():
+    """The same check guards load_state_dict, whatever loads the checkpoint."""
+    from tip_adapter_mm.models import CacheHead
+    head = CacheHead(num_classes=10, feat_dim=64, num_shots=2)
+    state = head.state_dict()
+    state['cache_keys'] = torch.zeros(30, 64)
+    with pytest.raises(ValueError, match=r'cache_keys has shape \(30, 64\) but the config builds \(20, 64\)'):
+        head.load_state_dict(state)
