@@ -69,15 +69,15 @@ def _mean_std(values):
 
 def print_table(rows, args, prep_s, total_s):
     print(f'\nEmbedded demo: digits (10 classes), tiny CLIP, {args.shots} shots, seeds {args.seeds}')
-    header = f"{'method':<16} {'val top-1':>16} {'test top-1':>16} {'alpha':>7} {'beta':>7} {'wall s':>7}"
+    header = f"{'method':<16} {'val top-1':>14} {'test top-1':>14} {'alpha':>13} {'beta':>13} {'wall s':>7}"
     print(header)
     print('-' * len(header))
     for method, results in rows:
         alpha = _mean_std([r['alpha'] for r in results]) if results[0]['selection_split'] != 'none' else '-'
         beta = _mean_std([r['beta'] for r in results]) if results[0]['selection_split'] != 'none' else '-'
         wall = sum(r['timings'].get('total', 0.) for r in results)
-        print(f"{method:<16} {_mean_std([r['val_top1'] for r in results]):>16} "
-              f"{_mean_std([r['test_top1'] for r in results]):>16} {alpha:>7} {beta:>7} {wall:>7.1f}")
+        print(f"{method:<16} {_mean_std([r['val_top1'] for r in results]):>14} "
+              f"{_mean_std([r['test_top1'] for r in results]):>14} {alpha:>13} {beta:>13} {wall:>7.1f}")
     print(f'(data + tiny CLIP preparation {prep_s:.1f} s, total {total_s:.1f} s; results.json per run under '
           f'{args.work_dir})')
 

@@ -1,13 +1,3 @@
 # CLIP RN101 (OpenAI weights through open_clip) with a Tip-Adapter cache head.
-# The head's num_classes / num_shots / alpha / beta are set by the method config.
-model = dict(
-    type='ImageClassifier',
-    data_preprocessor=dict(
-        type='ClsDataPreprocessor',
-        mean=[122.770938, 116.7460125, 104.09373615],  # CLIP's mean and std, x 255
-        std=[68.5005327, 66.6321579, 70.32316305],
-        to_rgb=True),
-    backbone=dict(type='CLIPBackbone', model_name='RN101', pretrained='openai'),
-    head=dict(type='CacheHead', num_classes=1000, feat_dim=512, num_shots=16, alpha=1., beta=1.,
-              topk=(1, 5)),
-)
+_base_ = ['./clip_rn50.py']
+model = dict(backbone=dict(model_name='RN101'), head=dict(feat_dim=512))
