@@ -49,7 +49,7 @@ def free_port():
 
 def run_dist(script, args, nproc, timeout=600):
     """Run tools/dist_*.sh with nproc CPU processes; return the completed process."""
-    env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1')
+    env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1', PYTHON=sys.executable)
     proc = subprocess.run(['bash', osp.join(ROOT, 'tools', script), *args[:1], str(nproc), *args[1:]]
                           if script == 'dist_train.sh' else ['bash', osp.join(ROOT, 'tools', script), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

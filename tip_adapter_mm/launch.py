@@ -43,6 +43,7 @@ def merge_common_args(cfg: Config, args) -> Config:
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     apply_fewshot_keys(cfg)
+    apply_train_keys(cfg)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(getattr(args, 'local_rank', 0))
     return cfg
@@ -67,6 +68,36 @@ def apply_fewshot_keys(cfg: Config):
             dataset['num_shots'] = shots
         if seed is not None and 'seed' in dataset:
             dataset['seed'] = seed
+
+
+def apply_train_keys(cfg: Config):
+    """Resolve the top-level ``train_from`` and ``max_epochs`` keys of fine-tuning configs.
+
+    ``train_from='feature_bank'`` trains from the augmented views stored while building the cache (no CLIP
+    forward pass); ``'image'`` re-encodes augmented images at every step (the official way). ``max_epochs``
+    sets the loop's epochs and the cosine schedule's length together.
+    """
+    loader = cfg.get('train_dataloader')
+    train_from = cfg.get('train_from')
+    if loader and train_from is not None:
+        dataset = loader['dataset']
+        is_bank = dataset.get('type') == 'FeatureBankDataset'
+        if train_from == 'feature_bank' and not is_bank:
+            loader['dataset'] = dict(type='FeatureBankDataset', dataset=dataset)
+            loader['num_workers'], loader['persistent_workers'] = 0, False  # features are in memory
+        elif train_from == 'image' and is_bank:
+            loader['dataset'] = dataset['dataset']
+        elif train_from not in ('feature_bank', 'image'):
+            raise ValueError(f"train_from must be 'feature_bank' or 'image', got {train_from!r}")
+    epochs = cfg.get('max_epochs')
+    if epochs is not None and cfg.get('train_cfg') and 'max_epochs' in cfg.train_cfg:
+        cfg.train_cfg['max_epochs'] = epochs
+        schedulers = cfg.get('param_scheduler') or []
+        for sched in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if sched.get('by_epoch', True) and 'end' in sched:
+                sched['end'] = epochs
+                if 'T_max' in sched:
+                    sched['T_max'] = epochs
 
 
 def setup_launcher(cfg: Config):
@@ -180,6 +211,9 @@ def main_train(argv=None):
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.amp:
+        if not torch.cuda.is_available():
+            raise RuntimeError('--amp needs a GPU: mmengine\'s AmpOptimWrapper supports CUDA, NPU, MLU and MUSA '
+                               'devices only')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:

@@ -43,7 +43,8 @@ def _is_local_file(pretrained: str) -> bool:
 class CLIPBackbone(BaseModule):
     """An open_clip CLIP model as an mmpretrain backbone.
 
-    ``forward`` returns the raw (un-normalised) image embedding as a one-element tuple; heads normalise it,
+    ``forward`` returns the raw (un-normalised) image embedding as a one-element tuple (a [B, D] input is
+    taken as already encoded features and passed through); heads normalise it,
     and cache building averages raw features over augmented views before normalising, as the official code
     does. ``encode_text`` builds the zero-shot text classifier.
 
@@ -130,6 +131,8 @@ class CLIPBackbone(BaseModule):
         return self
 
     def forward(self, x: torch.Tensor):
+        if x.dim() == 2:  # stored image features (see CLIPDataPreprocessor): nothing to encode
+            return (x.float(), )
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             return (self.clip.encode_image(x.to(self.dtype)).float(), )
 

@@ -3,7 +3,7 @@
 model = dict(
     type='ImageClassifier',
     data_preprocessor=dict(
-        type='ClsDataPreprocessor',
+        type='CLIPDataPreprocessor',
         mean=[122.770938, 116.7460125, 104.09373615],  # CLIP's mean and std, x 255
         std=[68.5005327, 66.6321579, 70.32316305],
         to_rgb=True),

@@ -1,4 +1,5 @@
 from .build_cache_hook import BuildCacheHook
+from .epoch_selection_hook import EpochSelectionHook
 from .results_hook import ResultsHook
 
-__all__ = ['BuildCacheHook', 'ResultsHook']
+__all__ = ['BuildCacheHook', 'EpochSelectionHook', 'ResultsHook']

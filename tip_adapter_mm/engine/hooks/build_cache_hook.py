@@ -1,13 +1,15 @@
 import copy
 import os.path as osp
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
+import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.runner import BaseLoop
 from mmpretrain.registry import DATASETS, HOOKS
 
-from ...functional import cache_keys_from_views
+from ...functional import cache_keys_from_views, l2_normalize
 from ...utils import atomic_json_dump
 from ..features import extract_features, unwrap
 from ..record import timed, update_record
@@ -22,16 +24,32 @@ def build_dataset(runner, loader_key: str):
     return dataset if not isinstance(dataset, dict) else DATASETS.build(copy.deepcopy(dataset))
 
 
+def image_dataset(dataset):
+    """The image dataset behind a feature bank (or the dataset itself)."""
+    return getattr(dataset, 'dataset', dataset) if hasattr(dataset, 'set_features') else dataset
+
+
+def find_cache_hook(runner) -> 'BuildCacheHook':
+    for hook in runner.hooks:
+        if isinstance(hook, BuildCacheHook):
+            return hook
+    raise RuntimeError('this method needs BuildCacheHook in custom_hooks')
+
+
 @HOOKS.register_module()
 class BuildCacheHook(Hook):
-    """Fill a cache head: text classifier from class names x templates, cache from the K-shot images.
+    """Encode images once: the text classifier, the cache, the feature bank and the validation features.
 
-    Runs before training, validation and testing, and does nothing when the head's cache is already filled
-    (a loaded or resumed checkpoint). The cache images are the train split (``train_dataloader.dataset``),
-    each encoded ``augment_epochs`` times with the train pipeline's random augmentation; the raw features
-    are averaged over views and then L2-normalised (the official recipe). Views are seeded per (seed, view,
-    image), so they differ from each other and the cache is the same on any number of processes. The
-    sampled image lists are written to ``<work_dir>/fewshot_split.json``.
+    Before training, validation and testing it fills the cache head: text classifier from class names x
+    templates, cache from the K-shot train images, each encoded ``augment_epochs`` times with the train
+    pipeline's random augmentation; the raw features are averaged over views and then L2-normalised (the
+    official recipe). Views are seeded per (seed, view, image), so they differ from each other and the cache
+    is the same on any number of processes. A filled cache (loaded or resumed checkpoint) is kept.
+
+    The per-view features are kept and fill a :class:`~tip_adapter_mm.datasets.FeatureBankDataset` train
+    split, so fine-tuning needs no CLIP forward pass. Validation (and test) features are encoded once on
+    demand (:meth:`features`) for the alpha/beta search and the epoch selection. The sampled image lists are
+    written to ``<work_dir>/fewshot_split.json``.
 
     Args:
         augment_epochs (int): augmented views per cache image. Defaults to 10.
@@ -50,10 +68,18 @@ class BuildCacheHook(Hook):
         self.seed = seed
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.view_features = None  # [V, N, D] raw features of the last cache built
+        self.view_features = None  # [V, N, D] raw features of the cache images
+        self.view_labels = None
+        self._features: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
 
     def before_train(self, runner):
         self.build(runner)
+        loop = runner.train_loop if isinstance(runner._train_loop, BaseLoop) else None
+        bank = getattr(loop, 'dataloader', None) and loop.dataloader.dataset
+        if bank is not None and hasattr(bank, 'set_features') and bank.features is None:
+            if self.view_features is None:  # the cache came from a checkpoint: encode the views again
+                self.view_features, self.view_labels = self._encode_views(runner, image_dataset(bank))
+            bank.set_features(self.view_features, self.view_labels)
 
     def before_val(self, runner):
         self.build(runner)
@@ -61,13 +87,25 @@ class BuildCacheHook(Hook):
     def before_test(self, runner):
         self.build(runner)
 
+    def _loader_arg(self, runner, name, default):
+        value = getattr(self, name)
+        return value if value is not None else runner.cfg.train_dataloader.get(name, default)
+
+    def _encode_views(self, runner, dataset):
+        seed = self.seed if self.seed is not None else getattr(dataset, 'seed', runner.seed)
+        with timed(runner, 'cache'):
+            return extract_features(runner.model, dataset, num_views=self.augment_epochs, seed=seed,
+                                    batch_size=self._loader_arg(runner, 'batch_size', 64),
+                                    num_workers=self._loader_arg(runner, 'num_workers', 0), desc='cache')
+
     def build(self, runner):
         model = unwrap(runner.model)
         head = model.head
         if bool(head.cache_ready):
-            print_log('cache already filled (built earlier in this run or loaded from a checkpoint)', logger='current')
+            print_log('cache already filled (built earlier in this run or loaded from a checkpoint)',
+                      logger='current')
             return
-        dataset = build_dataset(runner, 'train_dataloader')
+        dataset = image_dataset(build_dataset(runner, 'train_dataloader'))
         classes = list(dataset.metainfo['classes'])
         templates = list(dataset.metainfo.get('templates') or ['a photo of a {}.'])
         if len(classes) != head.num_classes:
@@ -84,18 +122,28 @@ class BuildCacheHook(Hook):
                 f'the train split has {len(dataset)} images but the head holds num_classes x num_shots = '
                 f'{head.num_classes} x {head.num_shots} = {head.cache_size} cache entries: set '
                 'model.head.num_shots and train_dataloader.dataset.num_shots to the same K')
-        loader_cfg = runner.cfg.train_dataloader
-        seed = self.seed if self.seed is not None else getattr(dataset, 'seed', runner.seed)
-        with timed(runner, 'cache'):
-            views, labels = extract_features(
-                runner.model, dataset, num_views=self.augment_epochs, seed=seed,
-                batch_size=self.batch_size or loader_cfg.get('batch_size', 64),
-                num_workers=self.num_workers if self.num_workers is not None else
-                loader_cfg.get('num_workers', 0), desc='cache')
-        head.set_cache(clip_weights, cache_keys_from_views(views).to(device), labels.to(device))
-        self.view_features = views
+        self.view_features, self.view_labels = self._encode_views(runner, dataset)
+        head.set_cache(clip_weights, cache_keys_from_views(self.view_features).to(device),
+                       self.view_labels.to(device))
         update_record(runner, cache_size=len(dataset), augment_epochs=self.augment_epochs)
         self._save_split(runner, dataset)
+
+    def features(self, runner, split: str) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """Normalised features and labels of the 'val' or 'test' split, encoded once (None if absent)."""
+        if split not in self._features:
+            key = f'{split}_dataloader'
+            dataset = build_dataset(runner, key)
+            if dataset is None or len(dataset) == 0:
+                return None
+            loader_cfg = runner.cfg.get(key)
+            with timed(runner, f'{split}_features'):
+                feats, labels = extract_features(runner.model, dataset,
+                                                 batch_size=loader_cfg.get('batch_size', 64),
+                                                 num_workers=loader_cfg.get('num_workers', 0),
+                                                 desc=split)
+            device = unwrap(runner.model).head.clip_weights.device
+            self._features[split] = (l2_normalize(feats[0]).to(device), labels.to(device))
+        return self._features[split]
 
     @staticmethod
     def _save_split(runner, train_dataset):

@@ -1,3 +1,4 @@
+from .finetune_loop import FinetuneLoop
 from .training_free_loop import TrainingFreeLoop
 
-__all__ = ['TrainingFreeLoop']
+__all__ = ['TrainingFreeLoop', 'FinetuneLoop']

@@ -1,0 +1,57 @@
+from typing import Optional
+
+import torch
+from mmpretrain.registry import DATASETS
+from mmpretrain.structures import DataSample
+
+
+@DATASETS.register_module()
+class FeatureBankDataset:
+    """The few-shot train split as stored CLIP features: each item is one augmented view of an image.
+
+    The views are the ones encoded once while building the cache (``augment_epochs`` per image, raw
+    features), filled in by :class:`~tip_adapter_mm.engine.BuildCacheHook` before training. Each time an
+    image is drawn, one of its stored views is picked, seeded by (seed, epoch, index), so the choice does
+    not depend on the number of processes and a resumed run draws the same views as an uninterrupted one.
+    Training from it needs no CLIP forward pass.
+
+    Args:
+        dataset (dict): config of the image dataset (the train split), as for the image data path.
+        seed (int, optional): view-sampling seed; defaults to the image dataset's few-shot seed.
+    """
+
+    def __init__(self, dataset: dict, seed: Optional[int] = None):
+        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
+        self.seed = seed if seed is not None else getattr(self.dataset, 'seed', 0)
+        self.features = None  # [V, N, D]
+        self.labels = None  # [N]
+        self.epoch = 0
+
+    @property
+    def metainfo(self) -> dict:
+        return self.dataset.metainfo
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def get_data_info(self, idx: int) -> dict:
+        return self.dataset.get_data_info(idx)
+
+    def set_features(self, view_features: torch.Tensor, labels: torch.Tensor):
+        """Fill the bank with raw features [V, N, D] of the N images of ``dataset`` and their labels."""
+        if view_features.dim() != 3 or view_features.shape[1] != len(self):
+            raise ValueError(f'expected view features of shape [V, {len(self)}, D], got '
+                             f'{tuple(view_features.shape)}')
+        self.features, self.labels = view_features.cpu(), labels.cpu()
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __getitem__(self, idx: int) -> dict:
+        if self.features is None:
+            raise RuntimeError('the feature bank is empty: BuildCacheHook fills it before training '
+                               '(is it in custom_hooks?)')
+        gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + idx) % 2**63)
+        view = int(torch.randint(self.features.shape[0], (1, ), generator=gen))
+        return dict(inputs=self.features[view, idx],
+                    data_samples=DataSample().set_gt_label(int(self.labels[idx])))

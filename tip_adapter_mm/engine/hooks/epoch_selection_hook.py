@@ -1,0 +1,93 @@
+from typing import List, Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmpretrain.registry import HOOKS
+
+from ...functional import topk_accuracy
+from ..features import unwrap
+from ..record import update_record
+from .build_cache_hook import find_cache_hook
+
+RULES = ('best_val', 'last', 'legacy_test')
+
+
+@HOOKS.register_module()
+class EpochSelectionHook(Hook):
+    """Choose which epoch's cache keys a fine-tuning run keeps.
+
+    After every epoch (and before the checkpoint hook saves it) the head is scored on the stored features
+    of the selection split, with the alpha and beta it trains with. Rules:
+
+    - ``best_val`` (default): the epoch with the best validation top-1; ties keep the later epoch.
+    - ``last``: the last epoch (validation accuracy is still logged).
+    - ``legacy_test``: the official behaviour, the epoch with the best **test** accuracy (strictly better
+      replaces, so ties keep the earlier epoch). Test information then leaks into the result, so it is
+      only available by this name and ``results.json`` says ``"selection_split": "test (legacy)"``.
+
+    The selection state is stored in every checkpoint, so a resumed run selects exactly as an uninterrupted
+    one. After training the selected keys are copied back into the head.
+
+    Args:
+        rule (str): 'best_val', 'last' or 'legacy_test'.
+    """
+
+    priority = 'ABOVE_NORMAL'  # before CheckpointHook, so the saved state includes this epoch
+
+    def __init__(self, rule: str = 'best_val'):
+        if rule not in RULES:
+            raise ValueError(f'epoch selection rule must be one of {RULES}, got {rule!r}')
+        self.rule = rule
+        self.history: List[float] = []
+        self.best_epoch: Optional[int] = None
+        self.best_top1: Optional[float] = None
+        self.best_keys: Optional[torch.Tensor] = None
+
+    @property
+    def split(self) -> str:
+        return 'test' if self.rule == 'legacy_test' else 'val'
+
+    @property
+    def selection_split(self) -> str:
+        return 'test (legacy)' if self.rule == 'legacy_test' else 'val'
+
+    def after_train_epoch(self, runner):
+        head = unwrap(runner.model).head
+        data = find_cache_hook(runner).features(runner, self.split)
+        if data is None:
+            raise ValueError(f'epoch selection rule {self.rule!r} needs a {self.split} split, but '
+                             f'{self.split}_dataloader is missing or empty')
+        with torch.no_grad():
+            top1 = topk_accuracy(head.logits(data[0]), data[1])
+        epoch = runner.epoch + 1
+        self.history.append(top1)
+        better = (self.best_top1 is None or self.rule == 'last'
+                  or (top1 > self.best_top1 if self.rule == 'legacy_test' else top1 >= self.best_top1))
+        if better:
+            self.best_epoch, self.best_top1 = epoch, top1
+            self.best_keys = head.cache_keys.detach().clone().cpu()
+        print_log(f'epoch {epoch}: {self.split} top-1 {top1:.2f}% (kept: epoch {self.best_epoch}, '
+                  f'{self.best_top1:.2f}%)', logger='current')
+        update_record(runner, epoch_top1=list(self.history), epoch_top1_split=self.split)
+
+    def after_train(self, runner):
+        if self.best_keys is None:
+            return
+        head = unwrap(runner.model).head
+        with torch.no_grad():
+            head.cache_keys.copy_(self.best_keys.to(head.cache_keys.device))
+        update_record(runner, selected_epoch=self.best_epoch, selected_epoch_top1=self.best_top1,
+                      epoch_selection=self.rule, selection_split=self.selection_split)
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        checkpoint.setdefault('meta', {})['epoch_selection'] = dict(
+            rule=self.rule, history=list(self.history), best_epoch=self.best_epoch, best_top1=self.best_top1,
+            best_keys=self.best_keys)
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        state = checkpoint.get('meta', {}).get('epoch_selection')
+        if state and runner._resume and state.get('rule') == self.rule:
+            self.history = list(state['history'])
+            self.best_epoch, self.best_top1 = state['best_epoch'], state['best_top1']
+            self.best_keys = state['best_keys']

@@ -1,0 +1,75 @@
+from typing import Sequence
+
+from mmengine.runner import EpochBasedTrainLoop
+from mmpretrain.registry import LOOPS
+
+from ...functional import tip_search_grids
+from ..hooks.epoch_selection_hook import EpochSelectionHook
+from ..record import timed, update_record
+from ..selection import select_alpha_beta
+
+
+@LOOPS.register_module()
+class FinetuneLoop(EpochBasedTrainLoop):
+    """Tip-Adapter-F: fine-tune the cache keys, keep the selected epoch, search alpha/beta again, test.
+
+    mmengine's epoch-based loop with a selection step and an after-training phase:
+
+    1. ``before_train`` hooks fill the cache (the keys' initial value) and the feature bank.
+    2. ``max_epochs`` epochs of training (only the parameters that require a gradient, i.e. the keys);
+       after each epoch an :class:`~tip_adapter_mm.engine.EpochSelectionHook` scores the head on the
+       selection split, and the checkpoint hook saves ``epoch_N.pth``.
+    3. The selected epoch's keys are restored, alpha and beta are grid-searched on the validation split with
+       the trained keys, and ``final.pth`` is saved.
+    4. The test loop runs and the results hook writes ``results.json``.
+
+    Args:
+        runner: the runner.
+        dataloader: the train dataloader (or its config): a feature bank or images.
+        max_epochs (int): training epochs (>= 1).
+        selection (str): epoch selection, 'best_val' (default), 'last' or 'legacy_test'.
+        search (bool): search alpha and beta after training. Defaults to True.
+        search_scale (sequence of float): largest [beta, alpha] of the grids.
+        search_step (sequence of int): number of [beta, alpha] grid values. Defaults to (200, 20).
+        run_test (bool): evaluate the test split at the end. Defaults to True.
+        max_chunk_bytes (int): memory bound of one chunk of the search.
+    """
+
+    def __init__(self, runner, dataloader, max_epochs: int = 20, selection: str = 'best_val',
+                 search: bool = True, search_scale: Sequence[float] = (7., 3.),
+                 search_step: Sequence[int] = (200, 20), run_test: bool = True,
+                 max_chunk_bytes: int = 1 << 28):
+        if int(max_epochs) < 1:
+            raise ValueError(f'train_cfg.max_epochs must be >= 1 to fine-tune, got {max_epochs} (use the '
+                             'training-free Tip-Adapter config for no training)')
+        super().__init__(runner, dataloader, max_epochs=max_epochs, val_begin=int(max_epochs) + 1)
+        if len(self.dataloader) == 0:
+            raise ValueError(
+                f'train_dataloader.batch_size={self.dataloader.batch_size} is larger than the '
+                f'{len(self.dataloader.dataset)} training images and drop_last=True, so no training step '
+                'would run; lower the batch size or set drop_last=False')
+        self.search = search
+        self.beta_grid, self.alpha_grid = tip_search_grids(search_scale, search_step)
+        self.search_scale, self.search_step = list(search_scale), list(search_step)
+        self.run_test = run_test
+        self.max_chunk_bytes = max_chunk_bytes
+        self.selection_hook = EpochSelectionHook(selection)
+        runner.register_hook(self.selection_hook)
+
+    def run(self):
+        runner = self.runner
+        runner.call_hook('before_train')
+        with timed(runner, 'train'):
+            while self._epoch < self._max_epochs and not self.stop_training:
+                if hasattr(self.dataloader.dataset, 'set_epoch'):
+                    self.dataloader.dataset.set_epoch(self._epoch)
+                self.run_epoch()
+        runner.call_hook('after_train')  # the selection hook restores the selected keys here
+        select_alpha_beta(runner, self.search, self.beta_grid, self.alpha_grid, self.max_chunk_bytes)
+        update_record(runner, search_scale=self.search_scale if self.search else None,
+                      search_step=self.search_step if self.search else None, max_epochs=self._max_epochs,
+                      trained_in=type(self.dataloader.dataset).__name__)
+        runner.save_checkpoint(runner.work_dir, 'final.pth', save_optimizer=False, save_param_scheduler=False)
+        if self.run_test:
+            runner.test_loop.run()
+        return runner.model

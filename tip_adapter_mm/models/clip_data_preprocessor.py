@@ -1,0 +1,26 @@
+import torch
+from mmpretrain.models.utils import ClsDataPreprocessor
+from mmpretrain.registry import MODELS
+
+
+@MODELS.register_module()
+class CLIPDataPreprocessor(ClsDataPreprocessor):
+    """``ClsDataPreprocessor`` that also accepts stored features.
+
+    Image batches are normalised as usual. A batch of stored CLIP features (a [B, D] tensor, or a list of
+    [D] tensors, e.g. from :class:`~tip_adapter_mm.datasets.FeatureBankDataset`) is only moved to the
+    device, and :class:`~tip_adapter_mm.models.CLIPBackbone` passes it through, so the same model trains on
+    images or on features.
+
+    Args:
+        **kwargs: passed to :class:`mmpretrain.models.utils.ClsDataPreprocessor`.
+    """
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        inputs = data['inputs']
+        if isinstance(inputs, (list, tuple)) and inputs and inputs[0].dim() == 1:
+            inputs = torch.stack(list(inputs))
+        if isinstance(inputs, torch.Tensor) and inputs.dim() == 2:
+            data = self.cast_data(dict(data, inputs=inputs))
+            return dict(inputs=data['inputs'].float(), data_samples=data.get('data_samples'))
+        return super().forward(data, training)
