@@ -167,6 +167,12 @@ def preflight(cfg: Config):
                 f'the train split has {len(train)} images but the head holds num_classes x num_shots = '
                 f"{head['num_classes']} x {head.get('num_shots')} = {size} cache entries: set "
                 'model.head.num_shots and train_dataloader.dataset.num_shots to the same K')
+    train_cfg = cfg.get('train_cfg') or {}
+    if train_cfg.get('type') == 'FinetuneLoop' and train is not None:
+        from .engine.loops.finetune_loop import check_finetune_settings
+        loader = cfg.train_dataloader
+        check_finetune_settings(train_cfg.get('max_epochs'), loader.get('batch_size', 1),
+                                loader.get('drop_last', False), len(train))
     if cfg.get('load_from') and head.get('num_classes') is not None:
         check_checkpoint(cfg.load_from, head)
     return datasets

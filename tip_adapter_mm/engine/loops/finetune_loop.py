@@ -9,6 +9,17 @@ from ..record import timed, update_record
 from ..selection import select_alpha_beta
 
 
+def check_finetune_settings(max_epochs, batch_size: int, drop_last: bool, num_images: int):
+    """Raise a clear error for settings under which fine-tuning would run no training step."""
+    if max_epochs is None or int(max_epochs) < 1:
+        raise ValueError(f'train_cfg.max_epochs must be >= 1 to fine-tune, got {max_epochs} (use the '
+                         'training-free Tip-Adapter config for no training)')
+    if drop_last and batch_size > num_images:
+        raise ValueError(
+            f'train_dataloader.batch_size={batch_size} is larger than the {num_images} training images and '
+            'drop_last=True, so no training step would run; lower the batch size or set drop_last=False')
+
+
 @LOOPS.register_module()
 class FinetuneLoop(EpochBasedTrainLoop):
     """Tip-Adapter-F: fine-tune the cache keys, keep the selected epoch, search alpha/beta again, test.
@@ -39,15 +50,10 @@ class FinetuneLoop(EpochBasedTrainLoop):
                  search: bool = True, search_scale: Sequence[float] = (7., 3.),
                  search_step: Sequence[int] = (200, 20), run_test: bool = True,
                  max_chunk_bytes: int = 1 << 28):
-        if int(max_epochs) < 1:
-            raise ValueError(f'train_cfg.max_epochs must be >= 1 to fine-tune, got {max_epochs} (use the '
-                             'training-free Tip-Adapter config for no training)')
+        check_finetune_settings(max_epochs, 1, False, 1)
         super().__init__(runner, dataloader, max_epochs=max_epochs, val_begin=int(max_epochs) + 1)
-        if len(self.dataloader) == 0:
-            raise ValueError(
-                f'train_dataloader.batch_size={self.dataloader.batch_size} is larger than the '
-                f'{len(self.dataloader.dataset)} training images and drop_last=True, so no training step '
-                'would run; lower the batch size or set drop_last=False')
+        check_finetune_settings(max_epochs, self.dataloader.batch_size, self.dataloader.drop_last,
+                                len(self.dataloader.dataset))
         self.search = search
         self.beta_grid, self.alpha_grid = tip_search_grids(search_scale, search_step)
         self.search_scale, self.search_step = list(search_scale), list(search_step)

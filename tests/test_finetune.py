@@ -1,0 +1,164 @@
+"""Tip-Adapter-F: what trains, selection, resume, distributed runs, bad input."""
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+
+from conftest import ROOT, demo_options, read_results, run_dist, run_train
+from tip_adapter_mm.launch import build_runner, main_test, main_train, merge_common_args, parse_train_args
+
+CONFIG = 'configs/tip_f_digits_16shot.py'
+EPOCHS = 4
+
+
+def _state(work_dir, name):
+    return torch.load(osp.join(str(work_dir), name), map_location='cpu', weights_only=False)
+
+
+@pytest.fixture(scope='module')
+def tipf_run(demo_assets, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('tipf')
+    return work_dir, run_train(CONFIG, work_dir, demo_assets, max_epochs=EPOCHS)
+
+
+def test_only_the_keys_train(tipf_run, tip_run, demo_assets):
+    work_dir, res = tipf_run
+    tip_dir, _ = tip_run
+    first, last = _state(work_dir, 'epoch_1.pth'), _state(work_dir, f'epoch_{EPOCHS}.pth')
+    cache = _state(tip_dir, 'epoch_1.pth')['state_dict']  # the training-free cache, same seed
+    # AdamW holds state for one tensor only: the cache keys (frozen CLIP parameters get no gradient)
+    states = list(last['optimizer']['state'].values())
+    assert len(states) == 1 and states[0]['exp_avg'].shape == cache['head.cache_keys'].shape
+    for state in (first['state_dict'], last['state_dict']):
+        assert torch.equal(state['head.clip_weights'], cache['head.clip_weights'])
+        assert torch.equal(state['head.cache_labels'], cache['head.cache_labels'])
+        assert float(state['head.alpha']) == 10. and float(state['head.beta']) == 10.  # trains with init values
+        assert not any('.clip.' in k for k in state)
+    assert not torch.allclose(first['state_dict']['head.cache_keys'], cache['head.cache_keys'], atol=1e-4)
+    assert not torch.allclose(last['state_dict']['head.cache_keys'], first['state_dict']['head.cache_keys'])
+    # the keys start from the cache: after a handful of small AdamW steps they are still close to it
+    assert (last['state_dict']['head.cache_keys'] - cache['head.cache_keys']).abs().max() < 0.1
+    assert res['trained_in'] == 'FeatureBankDataset' and res['max_epochs'] == EPOCHS
+
+
+def test_frozen_clip_is_untouched(demo_assets, tmp_path):
+    runner = main_train([osp.join(ROOT, CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
+                         *demo_options(demo_assets, max_epochs=1)])
+    reference = torch.load(demo_assets[1], map_location='cpu', weights_only=False)['state_dict']
+    clip = runner.model.backbone.clip.state_dict()
+    assert all(torch.equal(clip[k], reference[k]) for k in reference)
+
+
+def test_selection_on_validation_and_results(tipf_run):
+    work_dir, res = tipf_run
+    assert res['method'] == 'Tip-Adapter-F' and res['selection_split'] == 'val'
+    assert res['epoch_selection'] == 'best_val' and res['epoch_top1_split'] == 'val'
+    history = res['epoch_top1']
+    assert len(history) == EPOCHS
+    best = max(history)
+    assert res['selected_epoch'] == max(i + 1 for i, v in enumerate(history) if v == best)  # ties: later
+    final = _state(work_dir, 'final.pth')['state_dict']
+    selected = _state(work_dir, f"epoch_{res['selected_epoch']}.pth")['state_dict']
+    assert torch.equal(final['head.cache_keys'], selected['head.cache_keys'])
+    assert (float(final['head.alpha']), float(final['head.beta'])) == (res['alpha'], res['beta'])
+    assert res['timings']['train'] > 0
+
+
+def test_final_checkpoint_evaluates_the_same(tipf_run, demo_assets, tmp_path):
+    work_dir, res = tipf_run
+    metrics = main_test([osp.join(ROOT, CONFIG), osp.join(str(work_dir), 'final.pth'), '--work-dir',
+                         str(tmp_path), '--cfg-options', *demo_options(demo_assets)])
+    assert abs(metrics['accuracy/top1'] - res['test_top1']) < 1e-9
+
+
+@pytest.mark.parametrize('rule,label', [('legacy_test', 'test (legacy)'), ('last', 'val')])
+def test_other_selection_rules_are_labelled(demo_assets, tmp_path, rule, label):
+    res = run_train(CONFIG, tmp_path, demo_assets, max_epochs=3, **{'train_cfg.selection': rule})
+    assert res['selection_split'] == label and res['epoch_selection'] == rule
+    if rule == 'last':
+        assert res['selected_epoch'] == 3
+    else:
+        assert res['epoch_top1_split'] == 'test'
+
+
+class _KillAfterEpoch(Hook):
+    """Simulates a run killed right after epoch ``epoch`` was saved."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner):
+        if runner.epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_kill_gives_the_uninterrupted_result(tipf_run, demo_assets, tmp_path):
+    work_dir, res = tipf_run
+    args = parse_train_args([osp.join(ROOT, CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
+                             *demo_options(demo_assets, max_epochs=EPOCHS)])
+    runner = build_runner(merge_common_args(Config.fromfile(args.config), args))
+    runner.register_hook(_KillAfterEpoch(2), priority='LOWEST')  # after the checkpoint hook
+    with pytest.raises(KeyboardInterrupt):
+        runner.train()
+    assert osp.exists(tmp_path / 'epoch_2.pth') and not osp.exists(tmp_path / 'epoch_3.pth')
+    assert not osp.exists(tmp_path / 'results.json')
+    resumed = run_train(CONFIG, tmp_path, demo_assets, '--resume', max_epochs=EPOCHS)
+    for key in ('test_top1', 'val_top1', 'alpha', 'beta', 'selected_epoch', 'epoch_top1'):
+        assert resumed[key] == res[key], key
+    assert torch.equal(_state(tmp_path, 'final.pth')['state_dict']['head.cache_keys'],
+                       _state(work_dir, 'final.pth')['state_dict']['head.cache_keys'])
+
+
+def test_two_processes_match_one(tipf_run, demo_assets, tmp_path):
+    work_dir, res = tipf_run
+    # the same global batch: 160 images, one step per epoch; 2 x 128 per process
+    proc = run_dist('dist_train.sh', [CONFIG, '--work-dir', str(tmp_path), '--cfg-options',
+                                      *demo_options(demo_assets, max_epochs=EPOCHS,
+                                                    **{'train_dataloader.batch_size': 128})], 2)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    dist = read_results(tmp_path)
+    assert dist['world_size'] == 2 and dist['selected_epoch'] == res['selected_epoch']
+    assert (dist['alpha'], dist['beta']) == (res['alpha'], res['beta'])
+    assert abs(dist['test_top1'] - res['test_top1']) < 1e-9
+    assert torch.allclose(_state(tmp_path, 'final.pth')['state_dict']['head.cache_keys'],
+                          _state(work_dir, 'final.pth')['state_dict']['head.cache_keys'], atol=1e-5)
+
+
+def test_zero_epochs_is_a_clear_error(demo_assets, tmp_path):
+    work_dir = str(tmp_path / 'wd')
+    with pytest.raises(ValueError, match=r'max_epochs must be >= 1 to fine-tune, got 0'):
+        main_train([osp.join(ROOT, CONFIG), '--work-dir', work_dir, '--cfg-options',
+                    *demo_options(demo_assets, max_epochs=0)])
+    assert not osp.exists(work_dir)
+
+
+def test_batch_larger_than_cache_with_drop_last(demo_assets, tmp_path):
+    work_dir = str(tmp_path / 'wd')
+    with pytest.raises(ValueError, match=r'batch_size=512 is larger than the 160 training images and '
+                                         r'drop_last=True'):
+        main_train([osp.join(ROOT, CONFIG), '--work-dir', work_dir, '--cfg-options',
+                    *demo_options(demo_assets, **{'train_dataloader.batch_size': 512,
+                                                  'train_dataloader.drop_last': True})])
+    assert not osp.exists(work_dir)
+
+
+def test_checkpoint_from_another_backbone(demo_assets, tmp_path):
+    ckpt = tmp_path / 'vit_b16_tipf.pth'
+    torch.save({'meta': {}, 'state_dict': {'head.clip_weights': torch.zeros(10, 512),
+                                           'head.cache_keys': torch.zeros(160, 512)}}, ckpt)
+    work_dir = str(tmp_path / 'wd')
+    with pytest.raises(ValueError, match=r"'.*vit_b16_tipf.pth' holds head.clip_weights of shape \(10, 512\) "
+                                         r'but the config builds \(10, 64\)'):
+        main_train([osp.join(ROOT, CONFIG), '--work-dir', work_dir, '--resume', str(ckpt), '--cfg-options',
+                    *demo_options(demo_assets)])
+    assert not osp.exists(work_dir)
+
+
+def test_amp_without_gpu_says_why(demo_assets, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present: --amp is supported there')
+    with pytest.raises(RuntimeError, match='--amp needs a GPU'):
+        main_train([osp.join(ROOT, CONFIG), '--work-dir', str(tmp_path / 'wd'), '--amp', '--cfg-options',
+                    *demo_options(demo_assets)])
