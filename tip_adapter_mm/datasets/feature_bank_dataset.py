@@ -5,6 +5,16 @@ from mmpretrain.registry import DATASETS
 from mmpretrain.structures import DataSample
 
 
+_MASK = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """splitmix64's finaliser: a cheap, well-spread hash of an integer."""
+    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & _MASK
+    return x ^ (x >> 31)
+
+
 @DATASETS.register_module()
 class FeatureBankDataset:
     """The few-shot train split as stored CLIP features: each item is one augmented view of an image.
@@ -24,7 +34,7 @@ class FeatureBankDataset:
         self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
         self.seed = seed if seed is not None else getattr(self.dataset, 'seed', 0)
         self.features = None  # [V, N, D]
-        self.labels = None  # [N]
+        self.labels = None  # N ints
         self.epoch = 0
 
     @property
@@ -42,7 +52,7 @@ class FeatureBankDataset:
         if view_features.dim() != 3 or view_features.shape[1] != len(self):
             raise ValueError(f'expected view features of shape [V, {len(self)}, D], got '
                              f'{tuple(view_features.shape)}')
-        self.features, self.labels = view_features.cpu(), labels.cpu()
+        self.features, self.labels = view_features.cpu(), [int(label) for label in labels]
 
     def set_epoch(self, epoch: int):
         self.epoch = epoch
@@ -51,7 +61,5 @@ class FeatureBankDataset:
         if self.features is None:
             raise RuntimeError('the feature bank is empty: BuildCacheHook fills it before training '
                                '(is it in custom_hooks?)')
-        gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.epoch) * 1_000_003 + idx) % 2**63)
-        view = int(torch.randint(self.features.shape[0], (1, ), generator=gen))
-        return dict(inputs=self.features[view, idx],
-                    data_samples=DataSample().set_gt_label(int(self.labels[idx])))
+        view = _mix64((self.seed * 1_000_003 + self.epoch) * 1_000_003 + idx) % self.features.shape[0]
+        return dict(inputs=self.features[view, idx], data_samples=DataSample().set_gt_label(self.labels[idx]))

@@ -4,6 +4,7 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
 
 from ...functional import tip_search_grids
+from ..hooks.build_cache_hook import find_cache_hook
 from ..hooks.epoch_selection_hook import EpochSelectionHook
 from ..record import timed, update_record
 from ..selection import select_alpha_beta
@@ -65,6 +66,7 @@ class FinetuneLoop(EpochBasedTrainLoop):
     def run(self):
         runner = self.runner
         runner.call_hook('before_train')
+        find_cache_hook(runner).features(runner, self.selection_hook.split)  # encoded once, before training
         with timed(runner, 'train'):
             while self._epoch < self._max_epochs and not self.stop_training:
                 if hasattr(self.dataloader.dataset, 'set_epoch'):
