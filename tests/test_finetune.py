@@ -53,7 +53,7 @@ def test_frozen_clip_is_untouched(demo_assets, tmp_path):
 
 def test_selection_on_validation_and_results(tipf_run):
     work_dir, res = tipf_run
-    assert res['method'] == 'Tip-Adapter-F' and res['selection_split'] == 'val'
+    assert res['method'] == 'Tip-Adapter-F' and res['selection_split'] == 'val' and res['seed'] == 1
     assert res['epoch_selection'] == 'best_val' and res['epoch_top1_split'] == 'val'
     history = res['epoch_top1']
     assert len(history) == EPOCHS

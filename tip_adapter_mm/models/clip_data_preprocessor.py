@@ -21,6 +21,8 @@ class CLIPDataPreprocessor(ClsDataPreprocessor):
         if isinstance(inputs, (list, tuple)) and inputs and inputs[0].dim() == 1:
             inputs = torch.stack(list(inputs))
         if isinstance(inputs, torch.Tensor) and inputs.dim() == 2:
-            data = self.cast_data(dict(data, inputs=inputs))
-            return dict(inputs=data['inputs'].float(), data_samples=data.get('data_samples'))
+            samples = data.get('data_samples')
+            if samples is not None and self._device.type != 'cpu':  # moving samples to the CPU is a no-op
+                samples = self.cast_data(samples)
+            return dict(inputs=self.cast_data(inputs).float(), data_samples=samples)
         return super().forward(data, training)

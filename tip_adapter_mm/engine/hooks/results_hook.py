@@ -16,8 +16,10 @@ _FROM_CHECKPOINT = ('selection_split', 'val_top1', 'val_size', 'cache_size', 'au
 
 
 def _dataset_cfg(cfg, key):
+    """The image dataset config of a loader (unwrapping a feature bank)."""
     loader = cfg.get(key) or {}
-    return loader.get('dataset', {}) if isinstance(loader, dict) else {}
+    dataset = loader.get('dataset', {}) if isinstance(loader, dict) else {}
+    return dataset.get('dataset', dataset) if dataset.get('type') == 'FeatureBankDataset' else dataset
 
 
 @HOOKS.register_module()
