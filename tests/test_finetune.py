@@ -71,6 +71,9 @@ def test_final_checkpoint_evaluates_the_same(tipf_run, demo_assets, tmp_path):
     metrics = main_test([osp.join(ROOT, CONFIG), osp.join(str(work_dir), 'final.pth'), '--work-dir',
                          str(tmp_path), '--cfg-options', *demo_options(demo_assets)])
     assert abs(metrics['accuracy/top1'] - res['test_top1']) < 1e-9
+    again = read_results(tmp_path)
+    for key in ('alpha', 'beta', 'val_top1', 'selected_epoch', 'selection_split', 'trained_in'):
+        assert again[key] == res[key], key
 
 
 @pytest.mark.parametrize('rule,label', [('legacy_test', 'test (legacy)'), ('last', 'val')])

@@ -229,3 +229,92 @@ def search_tip_hparams(features: torch.Tensor, labels: torch.Tensor, clip_weight
     best = int(counts.flatten().argmax())  # argmax returns the first maximum: beta-major, alpha-minor
     i, j = divmod(best, len(alpha_grid))
     return float(beta_grid[i]), float(alpha_grid[j]), 100. * counts[i, j].item() / features.shape[0]
+
+
+def _check_meta_adapter_inputs(text_weights: torch.Tensor, support: torch.Tensor, q_weight: torch.Tensor,
+                               k_weight: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor,
+                               num_heads: int):
+    if text_weights.dim() != 2:
+        raise ValueError(f'text_weights must have shape [C, D], got {tuple(text_weights.shape)}')
+    c, d = text_weights.shape
+    if support.dim() != 3:
+        raise ValueError(f'support must have shape [C, K, D], got {tuple(support.shape)}')
+    if support.shape[0] != c or support.shape[2] != d:
+        raise ValueError(f'support of shape {tuple(support.shape)} does not fit text_weights of shape '
+                         f'{tuple(text_weights.shape)}: expected [C, K, D] = [{c}, K, {d}] (one set of K support '
+                         'features per class, same feature size)')
+    for name, value, expected in (('q_weight', q_weight, (d, d)), ('k_weight', k_weight, (d, d)),
+                                  ('gate_weight', gate_weight, (1, d)), ('gate_bias', gate_bias, (1,))):
+        if tuple(value.shape) != expected:
+            raise ValueError(f'{name} of shape {tuple(value.shape)} does not fit feature size D={d}: expected '
+                             f'{expected}')
+    if not isinstance(num_heads, int) or num_heads < 1 or d % num_heads:
+        raise ValueError(f'num_heads must be a positive divisor of the feature size D={d}, got {num_heads!r}')
+
+
+def meta_adapter_weights(text_weights: torch.Tensor, support: torch.Tensor, q_weight: torch.Tensor,
+                         k_weight: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor,
+                         num_heads: int = 1) -> torch.Tensor:
+    """Meta-Adapter's refined class weights (the forward of the official ``MetaAdapter`` module).
+
+    Per class c, with tokens ``T_c = [w_c; F_c1 .. F_cK]`` (the text embedding is itself a key/value token):
+
+        q = W_q w_c,   k_j = W_k T_cj,   a = softmax_j(q . k_j / sqrt(D)),   F̂_c = sum_j a_j T_cj,
+        g_c = sigmoid(W_g w_c + b_g),   ŵ_c = normalize(w_c + g_c F̂_c).
+
+    The values are the raw tokens (no value or output projection) and the gate is one scalar per class, as in
+    ``ArsenalCheng/Meta-Adapter`` (``main.py``, ``MetaAdapter``; single head is the official default and the
+    only setting the official code runs). Weights follow ``nn.Linear`` (``y = x @ W.T``).
+
+    Computed for all classes at once, re-associated as ``q . (W_k t) = (W_kᵀ q) . t``: the projection costs
+    2 C D² instead of C (K + 2) D², and the [C, K + 1, D] token tensor is never built. Mathematically the
+    same as the official forward (float32 differences are at rounding level, ~1e-8).
+
+    With ``num_heads = H > 1`` (not in the official code, whose reshapes only work with one head), q and k are
+    split into H chunks of D / H, each head attends with scale sqrt(D / H) over the tokens split the same way,
+    and the heads' outputs are concatenated; the gate stays one scalar per class.
+
+    The classifier is then ``logits = 100 f ŵᵀ`` on normalised image features f
+    (:func:`meta_adapter_logits`); no Tip-Adapter cache term is added.
+
+    Args:
+        text_weights (Tensor): w, L2-normalised text embeddings, shape [C, D].
+        support (Tensor): F, K normalised support features per class, shape [C, K, D] (K may be 0).
+        q_weight (Tensor): W_q, shape [D, D] (``q_proj.weight``).
+        k_weight (Tensor): W_k, shape [D, D] (``k_proj.weight``).
+        gate_weight (Tensor): W_g, shape [1, D] (``alpha_proj.weight``).
+        gate_bias (Tensor): b_g, shape [1] (``alpha_proj.bias``).
+        num_heads (int): attention heads. Defaults to 1 (official).
+
+    Returns:
+        Tensor: refined class weights ŵ, shape [C, D], rows of unit norm.
+    """
+    import math
+    _check_meta_adapter_inputs(text_weights, support, q_weight, k_weight, gate_weight, gate_bias, num_heads)
+    c, d = text_weights.shape
+    k = support.shape[1]
+    h, e = num_heads, d // num_heads
+    q = (text_weights @ q_weight.t()).reshape(c, h, e)                         # W_q w, split into heads
+    q_in = torch.einsum('che,hed->chd', q, k_weight.reshape(h, e, d))          # per head W_k^hᵀ q^h: [C, H, D]
+    text_score = torch.einsum('chd,cd->ch', q_in, text_weights).unsqueeze(-1)  # the text token: [C, H, 1]
+    support_score = torch.einsum('chd,ckd->chk', q_in, support)               # [C, H, K]
+    attn = (torch.cat([text_score, support_score], dim=-1) / math.sqrt(e)).softmax(dim=-1)
+    attended = attn[..., :1] * text_weights.reshape(c, h, e) \
+        + torch.einsum('chk,ckhe->che', attn[..., 1:], support.reshape(c, k, h, e))
+    gate = torch.sigmoid(text_weights @ gate_weight.t() + gate_bias)          # [C, 1]
+    return l2_normalize(text_weights + gate * attended.reshape(c, d))
+
+
+def meta_adapter_logits(features: torch.Tensor, refined_weights: torch.Tensor,
+                        logit_scale: float = LOGIT_SCALE) -> torch.Tensor:
+    """Meta-Adapter logits ``100 f ŵᵀ`` (fixed scale, no cache term, as in the official code).
+
+    Args:
+        features (Tensor): [M, D], L2-normalised.
+        refined_weights (Tensor): ŵ from :func:`meta_adapter_weights`, [C, D].
+        logit_scale (float): Defaults to 100.
+
+    Returns:
+        Tensor: logits, shape [M, C].
+    """
+    return logit_scale * features @ refined_weights.t()

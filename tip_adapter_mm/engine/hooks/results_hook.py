@@ -12,7 +12,8 @@ from ..record import KEY, get_record, update_record
 
 #: record fields that a checkpoint carries from the run that made it
 _FROM_CHECKPOINT = ('selection_split', 'val_top1', 'val_size', 'cache_size', 'augment_epochs', 'search_scale',
-                    'search_step', 'trained_in')
+                    'search_step', 'trained_in', 'max_epochs', 'epoch_top1', 'epoch_top1_split',
+                    'epoch_selection', 'selected_epoch', 'selected_epoch_top1')
 
 
 def _dataset_cfg(cfg, key):

@@ -1,0 +1,225 @@
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmpretrain.models.heads import ClsHead
+from mmpretrain.registry import MODELS
+
+from ..functional import l2_normalize, meta_adapter_logits, meta_adapter_weights
+
+#: the adapter parameters, named as in the official ``MetaAdapter`` state dict
+ADAPTER_KEYS = ('q_proj.weight', 'k_proj.weight', 'alpha_proj.weight', 'alpha_proj.bias')
+#: the buffers that hold the text classifier and the support cache
+CACHE_BUFFERS = ('clip_weights', 'support', 'cache_ready')
+
+
+@MODELS.register_module()
+class MetaAdapterHead(ClsHead):
+    """Meta-Adapter's classifier (Cheng et al., NeurIPS 2023): CLIP text weights refined by attention over
+    a few-shot support cache.
+
+    ``logits = 100 f ŵᵀ`` on the L2-normalised backbone feature f, with ``ŵ`` the text weights refined by
+    gated single-head attention over [text token; K support features] per class
+    (:func:`~tip_adapter_mm.functional.meta_adapter_weights`). The trainable parameters are named as in the
+    official ``MetaAdapter`` module (``q_proj.weight``, ``k_proj.weight``, ``alpha_proj.weight``,
+    ``alpha_proj.bias``: 2 D² + D + 1 values) and initialised as there (xavier-uniform weights, gate bias 1),
+    so official weight files load after ``tools/convert_meta_adapter.py`` adds the ``head.`` prefix.
+
+    The text weights ``clip_weights`` [C, D] and the support cache ``support`` [C, K, D] are buffers, so a
+    checkpoint is self-contained. Their shapes are fixed at construction; they are filled in place by
+    :meth:`set_cache` (same signature as :meth:`CacheHead.set_cache`, so
+    :class:`~tip_adapter_mm.engine.BuildCacheHook` fills either head) or :meth:`set_support`.
+
+    Loading a state dict (``load_from``, ``tools/test.py CONFIG CHECKPOINT``):
+
+    * adapter parameters for another feature size D (e.g. the official RN50 file, D = 1024, into a ViT-B/16
+      config, D = 512): ``ValueError`` naming both shapes;
+    * a checkpoint without the cache buffers (e.g. a converted official weights file): the adapter parameters
+      load and the head keeps its own cache (``cache_ready`` stays False on a fresh head, so the cache hook
+      builds the cache);
+    * cache buffers for another number of classes C (cross-dataset transfer: the adapter trained on one
+      dataset is applied to another dataset's classes): the buffers are skipped and the adapter parameters
+      load; the head keeps its own cache and ``cache_ready`` (False on a fresh head, so the cache is rebuilt
+      for the new classes);
+    * cache buffers for the same C but another shot count K or feature size D: ``ValueError`` naming both
+      shapes (to apply the adapter with another K, strip the buffers with ``tools/convert_meta_adapter.py``).
+
+    Args:
+        num_classes (int): C.
+        feat_dim (int): D, the CLIP embedding size.
+        num_shots (int): K, support features per class. 0 leaves only the text token, so the head is then
+            zero-shot CLIP (ŵ = w).
+        num_heads (int): attention heads. Defaults to 1, the official (and only working) setting; more heads
+            split q, k and the tokens into D / H chunks (not in the official code).
+        logit_scale (float): Defaults to 100 as in the official code.
+        **kwargs: passed to :class:`mmpretrain.models.heads.ClsHead` (``loss``, ``topk``, ``init_cfg``, ...).
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 feat_dim: int,
+                 num_shots: int = 16,
+                 num_heads: int = 1,
+                 logit_scale: float = 100.,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if num_classes < 1 or feat_dim < 1 or num_shots < 0:
+            raise ValueError(f'MetaAdapterHead needs num_classes >= 1, feat_dim >= 1 and num_shots >= 0, got '
+                             f'{num_classes}, {feat_dim} and {num_shots}')
+        if not isinstance(num_heads, int) or num_heads < 1 or feat_dim % num_heads:
+            raise ValueError(f'num_heads must be a positive divisor of feat_dim={feat_dim}, got {num_heads!r}')
+        self.num_classes = num_classes
+        self.feat_dim = feat_dim
+        self.num_shots = num_shots
+        self.num_heads = num_heads
+        self.logit_scale = logit_scale
+        self.q_proj = nn.Linear(feat_dim, feat_dim, bias=False)
+        self.k_proj = nn.Linear(feat_dim, feat_dim, bias=False)
+        self.alpha_proj = nn.Linear(feat_dim, 1, bias=True)
+        self.reset_parameters()
+        self.register_buffer('clip_weights', torch.zeros(num_classes, feat_dim))
+        self.register_buffer('support', torch.zeros(num_classes, num_shots, feat_dim))
+        self.register_buffer('cache_ready', torch.tensor(False))
+
+    @torch.no_grad()
+    def reset_parameters(self):
+        """The official initialisation: xavier-uniform weights, gate bias 1 (gate ≈ sigmoid(1) = 0.731)."""
+        nn.init.xavier_uniform_(self.q_proj.weight)
+        nn.init.xavier_uniform_(self.k_proj.weight)
+        nn.init.xavier_uniform_(self.alpha_proj.weight)
+        nn.init.constant_(self.alpha_proj.bias, 1)
+
+    @property
+    def cache_size(self) -> int:
+        """N = C * K, the number of support features :meth:`set_cache` expects."""
+        return self.num_classes * self.num_shots
+
+    def _check_shape(self, name: str, value: torch.Tensor, expected: tuple):
+        if tuple(value.shape) != tuple(expected):
+            raise ValueError(f'{name} of shape {tuple(value.shape)} does not fit the head, which expects '
+                             f'{tuple(expected)} (num_classes={self.num_classes}, num_shots={self.num_shots}, '
+                             f'feat_dim={self.feat_dim})')
+
+    @torch.no_grad()
+    def set_cache(self, clip_weights: torch.Tensor, cache_keys: Optional[torch.Tensor] = None,
+                  cache_labels: Optional[torch.Tensor] = None):
+        """Fill the text weights and the support cache in place from a flat, labelled cache.
+
+        The supports are stacked by label explicitly (a stable sort, so the order within a class is kept): the
+        cache need not be grouped by class, but every class must have exactly K entries.
+
+        Args:
+            clip_weights (Tensor): text weights, [C, D].
+            cache_keys (Tensor, optional): normalised support features, [C * K, D]. None for K = 0.
+            cache_labels (Tensor, optional): their int64 class indices, [C * K]. None for K = 0.
+        """
+        n = self.cache_size
+        cache_keys = self.support.new_zeros(0, self.feat_dim) if cache_keys is None else cache_keys
+        cache_labels = torch.zeros(0, dtype=torch.long, device=self.support.device) \
+            if cache_labels is None else cache_labels
+        self._check_shape('clip_weights', clip_weights, (self.num_classes, self.feat_dim))
+        self._check_shape('cache_keys', cache_keys, (n, self.feat_dim))
+        self._check_shape('cache_labels', cache_labels, (n,))
+        if n:
+            if cache_labels.dtype.is_floating_point or cache_labels.dtype == torch.bool:
+                raise ValueError(f'cache labels must be integer class indices, got dtype {cache_labels.dtype}')
+            if cache_labels.min() < 0 or cache_labels.max() >= self.num_classes:
+                raise ValueError(f'cache labels must lie in [0, {self.num_classes}), got '
+                                 f'[{int(cache_labels.min())}, {int(cache_labels.max())}]')
+            counts = torch.bincount(cache_labels.long(), minlength=self.num_classes)
+            wrong = (counts != self.num_shots).nonzero().flatten()
+            if wrong.numel():
+                c = int(wrong[0])
+                raise ValueError(f'class {c} has {int(counts[c])} cache entries but the head expects exactly '
+                                 f'num_shots={self.num_shots} per class ({wrong.numel()} classes do not have '
+                                 f'{self.num_shots})')
+            order = torch.sort(cache_labels, stable=True).indices
+            support = cache_keys[order].reshape(self.num_classes, self.num_shots, self.feat_dim)
+        else:
+            support = self.support
+        self.set_support(clip_weights, support)
+
+    @torch.no_grad()
+    def set_support(self, clip_weights: torch.Tensor, support: torch.Tensor):
+        """Fill the text weights [C, D] and the support cache [C, K, D] (class c's supports in row c)."""
+        self._check_shape('clip_weights', clip_weights, (self.num_classes, self.feat_dim))
+        self._check_shape('support', support, (self.num_classes, self.num_shots, self.feat_dim))
+        self.clip_weights.copy_(clip_weights)
+        self.support.copy_(support)
+        self.cache_ready.fill_(True)
+
+    def refined_weights(self) -> torch.Tensor:
+        """ŵ, the text weights refined by the adapter over the support cache, [C, D].
+
+        Differentiable with respect to the four adapter parameters. The evaluation of many feature batches
+        can compute it once and call :func:`~tip_adapter_mm.functional.meta_adapter_logits`.
+        """
+        return meta_adapter_weights(self.clip_weights, self.support, self.q_proj.weight, self.k_proj.weight,
+                                    self.alpha_proj.weight, self.alpha_proj.bias, self.num_heads)
+
+    def pre_logits(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
+        """The L2-normalised image feature."""
+        return l2_normalize(feats[-1].float())
+
+    def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
+        return self.logits(self.pre_logits(feats))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Meta-Adapter logits ``logit_scale f ŵᵀ`` of already normalised features [M, D]."""
+        return meta_adapter_logits(features, self.refined_weights(), self.logit_scale)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # The children (q_proj, ...) load their own parameters after this call; check their shapes here,
+        # because mmengine's non-strict loading would only warn about a size mismatch.
+        d = self.feat_dim
+        expected = {'q_proj.weight': (d, d), 'k_proj.weight': (d, d), 'alpha_proj.weight': (1, d),
+                    'alpha_proj.bias': (1,)}
+        for name, shape in expected.items():
+            key = prefix + name
+            if key in state_dict and tuple(state_dict[key].shape) != shape:
+                raise ValueError(
+                    f'checkpoint {name} has shape {tuple(state_dict[key].shape)} but the config builds {shape} '
+                    f'(feat_dim={d}): the adapter was trained for another backbone (feature size)')
+        present = [name for name in CACHE_BUFFERS if prefix + name in state_dict]
+        skip = False
+        if 'clip_weights' in present or 'support' in present:
+            skip = self._cache_is_for_other_classes(state_dict, prefix)
+        if skip or not present:
+            # cross-dataset transfer, or an adapter-only checkpoint: keep this head's cache (not ready on a
+            # fresh head) and do not report the buffers as missing
+            state_dict = {k: v for k, v in state_dict.items()
+                          if k.startswith(prefix) and k[len(prefix):] not in CACHE_BUFFERS}
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, [], unexpected_keys,
+                                          error_msgs)
+            # the head's only direct tensors are the cache buffers, so no other key of its own is missing
+            return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        if len(present) < len(CACHE_BUFFERS):  # a partial cache cannot be trusted
+            self.cache_ready.fill_(False)
+
+    def _cache_is_for_other_classes(self, state_dict, prefix) -> bool:
+        """True if the checkpoint's cache buffers are for another class count (raise on other mismatches)."""
+        c, k, d = self.num_classes, self.num_shots, self.feat_dim
+        shapes = {name: tuple(state_dict[prefix + name].shape) for name in ('clip_weights', 'support')
+                  if prefix + name in state_dict}
+        for name, shape in shapes.items():
+            if len(shape) != (2 if name == 'clip_weights' else 3) or shape[-1] != d:
+                raise ValueError(
+                    f'checkpoint {name} has shape {shape} but the config builds '
+                    f'{tuple(getattr(self, name).shape)} (feat_dim={d}): it was made for another backbone '
+                    '(feature size)')
+        classes = {shape[0] for shape in shapes.values()}
+        if len(classes) > 1:
+            raise ValueError(f'checkpoint clip_weights {shapes["clip_weights"]} and support {shapes["support"]} '
+                             'disagree on the number of classes: the checkpoint is corrupt')
+        if classes.pop() != c:
+            return True
+        if 'support' in shapes and shapes['support'] != (c, k, d):
+            raise ValueError(
+                f'checkpoint support has shape {shapes["support"]} but the config builds {(c, k, d)} '
+                f'(num_classes={c}, num_shots={k}, feat_dim={d}): the support cache was built with '
+                f'{shapes["support"][1]} shots per class; set model.head.num_shots={shapes["support"][1]}, or '
+                'strip the cache with tools/convert_meta_adapter.py to apply the adapter with another K')
+        return False
