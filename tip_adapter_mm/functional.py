@@ -294,14 +294,14 @@ def meta_adapter_weights(text_weights: torch.Tensor, support: torch.Tensor, q_we
     c, d = text_weights.shape
     k = support.shape[1]
     h, e = num_heads, d // num_heads
-    q = (text_weights @ q_weight.t()).reshape(c, h, e)                         # W_q w, split into heads
-    q_in = torch.einsum('che,hed->chd', q, k_weight.reshape(h, e, d))          # per head W_k^hᵀ q^h: [C, H, D]
-    text_score = torch.einsum('chd,cd->ch', q_in, text_weights).unsqueeze(-1)  # the text token: [C, H, 1]
-    support_score = torch.einsum('chd,ckd->chk', q_in, support)               # [C, H, K]
+    q = (text_weights @ q_weight.t()).reshape(c, h, e)                   # W_q w, split into heads
+    q_in = torch.einsum('che,hed->chd', q, k_weight.reshape(h, e, d))    # W_k^hᵀ q^h per head: [C, H, D]
+    text_score = torch.einsum('chd,cd->ch', q_in, text_weights)[..., None]  # the text token: [C, H, 1]
+    support_score = torch.einsum('chd,ckd->chk', q_in, support)          # the K supports: [C, H, K]
     attn = (torch.cat([text_score, support_score], dim=-1) / math.sqrt(e)).softmax(dim=-1)
     attended = attn[..., :1] * text_weights.reshape(c, h, e) \
         + torch.einsum('chk,ckhe->che', attn[..., 1:], support.reshape(c, k, h, e))
-    gate = torch.sigmoid(text_weights @ gate_weight.t() + gate_bias)          # [C, 1]
+    gate = torch.sigmoid(text_weights @ gate_weight.t() + gate_bias)     # one scalar per class: [C, 1]
     return l2_normalize(text_weights + gate * attended.reshape(c, d))
 
 
