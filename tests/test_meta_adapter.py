@@ -190,7 +190,7 @@ def test_parameter_count(d, expected):
     assert sorted(n for n, _ in head.named_parameters()) == sorted(
         ['q_proj.weight', 'k_proj.weight', 'alpha_proj.weight', 'alpha_proj.bias'])
     assert set(head.state_dict()) == {'q_proj.weight', 'k_proj.weight', 'alpha_proj.weight', 'alpha_proj.bias',
-                                      'clip_weights', 'support', 'cache_ready'}
+                                      'clip_weights', 'support', 'cache_ready', 'base_mask'}
 
 
 def test_build_from_registry():

@@ -7,7 +7,7 @@ from . import compat
 
 compat.install()
 
-from . import datasets, engine, models  # noqa: E402,F401  (registration)
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registration)
 from .demo import register_tiny_clip  # noqa: E402
 
 register_tiny_clip()

@@ -318,3 +318,28 @@ def meta_adapter_logits(features: torch.Tensor, refined_weights: torch.Tensor,
         Tensor: logits, shape [M, C].
     """
     return logit_scale * features @ refined_weights.t()
+
+
+def rank_classes_by_zero_shot(features: torch.Tensor, labels: torch.Tensor,
+                              clip_weights: torch.Tensor) -> Tuple[list, list]:
+    """Classes ordered by zero-shot CLIP accuracy on their own (training) images, best first.
+
+    The official Meta-Adapter protocol splits each dataset's classes into base (easy, about 70 %) and
+    novel (hard) by zero-shot accuracy; computed here on the training supports only, never on test.
+
+    Args:
+        features (Tensor): normalised image features [N, D] (e.g. the cache keys).
+        labels (Tensor): their labels [N].
+        clip_weights (Tensor): the text classifier [C, D].
+
+    Returns:
+        tuple: (class indices sorted by accuracy, descending; ties in class order), (accuracy per class in
+        percent, indexed by class; NaN for a class without images).
+    """
+    num_classes = clip_weights.shape[0]
+    correct = ((features @ clip_weights.t()).argmax(dim=1) == labels).double()
+    total = torch.zeros(num_classes, dtype=torch.double).index_add_(0, labels.cpu(), torch.ones_like(correct).cpu())
+    hits = torch.zeros(num_classes, dtype=torch.double).index_add_(0, labels.cpu(), correct.cpu())
+    accuracy = 100. * hits / total
+    order = sorted(range(num_classes), key=lambda c: (-(accuracy[c].nan_to_num(-1.).item()), c))
+    return order, accuracy.tolist()

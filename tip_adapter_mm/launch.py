@@ -44,6 +44,7 @@ def merge_common_args(cfg: Config, args) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     apply_fewshot_keys(cfg)
     apply_train_keys(cfg)
+    apply_base_classes(cfg)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(getattr(args, 'local_rank', 0))
     return cfg
@@ -100,6 +101,33 @@ def apply_train_keys(cfg: Config):
                     sched['T_max'] = epochs
 
 
+def apply_base_classes(cfg: Config):
+    """Copy the top-level ``base_classes`` of a base/novel protocol where they are used.
+
+    The head (its ``base_mask``), the training queries (feature bank or image subset: base classes only)
+    and the base/novel accuracy metrics all follow the one list.
+    """
+    base = cfg.get('base_classes')
+    if base is None:
+        return
+    base = [int(c) for c in base]
+    head = cfg.get('model', {}).get('head')
+    if head is not None and head.get('type') == 'MetaAdapterHead':
+        head['base_classes'] = base
+    loader = cfg.get('train_dataloader')
+    if loader:
+        dataset = loader['dataset']
+        if dataset.get('type') in ('FeatureBankDataset', 'ClassSubsetDataset'):
+            dataset['classes'] = base
+        else:
+            loader['dataset'] = dict(type='ClassSubsetDataset', dataset=dataset, classes=base)
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluator = cfg.get(key)
+        for metric in evaluator if isinstance(evaluator, list) else [evaluator]:
+            if isinstance(metric, dict) and metric.get('type') == 'BaseNovelAccuracy':
+                metric['base_classes'] = base
+
+
 def setup_launcher(cfg: Config):
     """Distributed launch: CPU processes need the gloo shim, GPUs use mmengine's own path."""
     if cfg.launcher != 'none':
@@ -108,6 +136,9 @@ def setup_launcher(cfg: Config):
 
 def _head_shapes(head_cfg: dict):
     c, d, k = int(head_cfg['num_classes']), int(head_cfg['feat_dim']), int(head_cfg.get('num_shots', 0))
+    if head_cfg.get('type') == 'MetaAdapterHead':
+        # the adapter transfers to other classes (its cache is rebuilt); its feature size must match
+        return {'q_proj.weight': (d, d), 'k_proj.weight': (d, d)}
     return dict(clip_weights=(c, d), cache_keys=(c * k, d))
 
 
@@ -157,14 +188,16 @@ def preflight(cfg: Config):
             datasets[key] = DATASETS.build(copy.deepcopy(loader['dataset']))
     train = datasets.get('train_dataloader')
     if train is not None and head.get('num_classes') is not None:
-        classes = train.metainfo.get('classes') or ()
+        from .engine.hooks.build_cache_hook import image_dataset
+        images = image_dataset(train)  # the cache holds every class, also when training on a subset
+        classes = images.metainfo.get('classes') or ()
         if len(classes) != int(head['num_classes']):
             raise ValueError(f"the dataset has {len(classes)} classes but model.head.num_classes is "
                              f"{head['num_classes']}")
         size = int(head['num_classes']) * int(head.get('num_shots', 0))
-        if size and len(train) != size:
+        if size and len(images) != size:
             raise ValueError(
-                f'the train split has {len(train)} images but the head holds num_classes x num_shots = '
+                f'the train split has {len(images)} images but the head holds num_classes x num_shots = '
                 f"{head['num_classes']} x {head.get('num_shots')} = {size} cache entries: set "
                 'model.head.num_shots and train_dataloader.dataset.num_shots to the same K')
     train_cfg = cfg.get('train_cfg') or {}

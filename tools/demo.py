@@ -1,4 +1,4 @@
-"""The embedded demo: zero-shot CLIP, Tip-Adapter and Tip-Adapter-F on real images, offline, on a CPU.
+"""The embedded demo: zero-shot CLIP, Tip-Adapter, Tip-Adapter-F and Meta-Adapter on real images, offline, on a CPU.
 
 Writes scikit-learn's handwritten digits as an image-folder dataset, pretrains the project's tiny CLIP on a
 disjoint part of them (once; both are cached under ``data/``), then runs each method's config through the
@@ -20,7 +20,8 @@ ROOT = osp.join(osp.dirname(osp.abspath(__file__)), '..')
 METHODS = [('Zero-shot CLIP', 'configs/zeroshot_digits.py', []),
            ('Tip-Adapter', 'configs/tip_digits_16shot.py', []),
            ('Tip-Adapter-F', 'configs/tip_f_digits_16shot.py', ['train_from=feature_bank']),
-           ('Tip-F (image)', 'configs/tip_f_digits_16shot.py', ['train_from=image'])]
+           ('Tip-F (image)', 'configs/tip_f_digits_16shot.py', ['train_from=image']),
+           ('Meta-Adapter', 'configs/meta_adapter_digits_16shot.py', [])]
 
 
 def parse_args(argv=None):
@@ -73,18 +74,22 @@ def _mean_std(values):
 
 def print_table(rows, args, prep_s, total_s):
     print(f'\nEmbedded demo: digits (10 classes), tiny CLIP, {args.shots} shots, seeds {args.seeds}')
-    header = (f"{'method':<16} {'val top-1':>14} {'test top-1':>14} {'alpha':>13} {'beta':>13} "
-              f"{'train s':>8} {'wall s':>7}")
+    header = (f"{'method':<16} {'val top-1':>14} {'test top-1':>14} {'novel top-1':>14} {'alpha':>13} "
+              f"{'beta':>13} {'train s':>8} {'wall s':>7}")
     print(header)
     print('-' * len(header))
     for method, results in rows:
-        alpha = _mean_std([r['alpha'] for r in results]) if results[0]['selection_split'] != 'none' else '-'
-        beta = _mean_std([r['beta'] for r in results]) if results[0]['selection_split'] != 'none' else '-'
+        searched = results[0].get('search_scale') is not None
+        alpha = _mean_std([r['alpha'] for r in results]) if searched else '-'
+        beta = _mean_std([r['beta'] for r in results]) if searched else '-'
         wall = statistics.mean(r['timings'].get('total', 0.) for r in results)
         train = statistics.mean(r['timings'].get('train', 0.) for r in results)
         print(f"{method:<16} {_mean_std([r['val_top1'] for r in results]):>14} "
-              f"{_mean_std([r['test_top1'] for r in results]):>14} {alpha:>13} {beta:>13} {train:>8.2f} "
+              f"{_mean_std([r['test_top1'] for r in results]):>14} "
+              f"{_mean_std([r.get('test_novel_top1') for r in results]):>14} {alpha:>13} {beta:>13} {train:>8.2f} "
               f"{wall:>7.1f}")
+    print('novel top-1: test images of the digits 7, 8, 9, classified among all 10 classes; Meta-Adapter is '
+          'meta-trained on the other 7 digits only')
     print(f'(times are per run, mean over seeds; data + tiny CLIP preparation {prep_s:.1f} s, total '
           f'{total_s:.1f} s; results.json per run under {args.work_dir})')
 

@@ -1,4 +1,4 @@
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 from mmpretrain.registry import DATASETS
@@ -6,6 +6,17 @@ from mmpretrain.structures import DataSample
 
 
 _MASK = (1 << 64) - 1
+
+
+def class_indices(dataset, classes: Optional[Sequence[int]]) -> List[int]:
+    """Indices of the items of ``dataset`` whose label is in ``classes`` (all items when None)."""
+    if classes is None:
+        return list(range(len(dataset)))
+    keep = {int(c) for c in classes}
+    found = [i for i in range(len(dataset)) if int(dataset.get_data_info(i)['gt_label']) in keep]
+    if not found:
+        raise ValueError(f'no training image belongs to the classes {sorted(keep)}')
+    return found
 
 
 def _mix64(x: int) -> int:
@@ -28,11 +39,14 @@ class FeatureBankDataset:
     Args:
         dataset (dict): config of the image dataset (the train split), as for the image data path.
         seed (int, optional): view-sampling seed; defaults to the image dataset's few-shot seed.
+        classes (list[int], optional): keep the images of these classes only (e.g. the base classes that
+            Meta-Adapter is meta-trained on); the bank still holds every image's views.
     """
 
-    def __init__(self, dataset: dict, seed: Optional[int] = None):
+    def __init__(self, dataset: dict, seed: Optional[int] = None, classes: Optional[Sequence[int]] = None):
         self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
         self.seed = seed if seed is not None else getattr(self.dataset, 'seed', 0)
+        self.indices = class_indices(self.dataset, classes)
         self.features = None  # [V, N, D]
         self.labels = None  # N ints
         self.epoch = 0
@@ -42,15 +56,15 @@ class FeatureBankDataset:
         return self.dataset.metainfo
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.indices)
 
     def get_data_info(self, idx: int) -> dict:
-        return self.dataset.get_data_info(idx)
+        return self.dataset.get_data_info(self.indices[idx])
 
     def set_features(self, view_features: torch.Tensor, labels: torch.Tensor):
         """Fill the bank with raw features [V, N, D] of the N images of ``dataset`` and their labels."""
-        if view_features.dim() != 3 or view_features.shape[1] != len(self):
-            raise ValueError(f'expected view features of shape [V, {len(self)}, D], got '
+        if view_features.dim() != 3 or view_features.shape[1] != len(self.dataset):
+            raise ValueError(f'expected view features of shape [V, {len(self.dataset)}, D], got '
                              f'{tuple(view_features.shape)}')
         self.features, self.labels = view_features.cpu(), [int(label) for label in labels]
 
@@ -62,4 +76,5 @@ class FeatureBankDataset:
             raise RuntimeError('the feature bank is empty: BuildCacheHook fills it before training '
                                '(is it in custom_hooks?)')
         view = _mix64((self.seed * 1_000_003 + self.epoch) * 1_000_003 + idx) % self.features.shape[0]
-        return dict(inputs=self.features[view, idx], data_samples=DataSample().set_gt_label(self.labels[idx]))
+        item = self.indices[idx]
+        return dict(inputs=self.features[view, item], data_samples=DataSample().set_gt_label(self.labels[item]))

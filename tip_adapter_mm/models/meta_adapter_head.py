@@ -1,4 +1,4 @@
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -52,6 +52,10 @@ class MetaAdapterHead(ClsHead):
         num_heads (int): attention heads. Defaults to 1, the official (and only working) setting; more heads
             split q, k and the tokens into D / H chunks (not in the official code).
         logit_scale (float): Defaults to 100 as in the official code.
+        base_classes (list[int], optional): the base classes of a base/novel protocol (stored as the
+            ``base_mask`` buffer; training queries come from these classes only).
+        loss_classes (str): 'all' (official: the softmax runs over every class, novel ones as distractors)
+            or 'base' (the softmax runs over the base classes only).
         **kwargs: passed to :class:`mmpretrain.models.heads.ClsHead` (``loss``, ``topk``, ``init_cfg``, ...).
     """
 
@@ -61,8 +65,12 @@ class MetaAdapterHead(ClsHead):
                  num_shots: int = 16,
                  num_heads: int = 1,
                  logit_scale: float = 100.,
+                 base_classes: Optional[Sequence[int]] = None,
+                 loss_classes: str = 'all',
                  **kwargs):
         super().__init__(**kwargs)
+        if loss_classes not in ('all', 'base'):
+            raise ValueError(f"loss_classes must be 'all' (official) or 'base', got {loss_classes!r}")
         if num_classes < 1 or feat_dim < 1 or num_shots < 0:
             raise ValueError(f'MetaAdapterHead needs num_classes >= 1, feat_dim >= 1 and num_shots >= 0, got '
                              f'{num_classes}, {feat_dim} and {num_shots}')
@@ -80,6 +88,16 @@ class MetaAdapterHead(ClsHead):
         self.register_buffer('clip_weights', torch.zeros(num_classes, feat_dim))
         self.register_buffer('support', torch.zeros(num_classes, num_shots, feat_dim))
         self.register_buffer('cache_ready', torch.tensor(False))
+        # the base classes of a base/novel protocol (all False: no split); in the state dict, so a checkpoint
+        # reports base and novel accuracy with the split it was trained with
+        self.register_buffer('base_mask', torch.zeros(num_classes, dtype=torch.bool))
+        if base_classes is not None:
+            bad = [c for c in base_classes if not 0 <= int(c) < num_classes]
+            if bad or not len(base_classes):
+                raise ValueError(f'base_classes must be a non-empty list of class indices in [0, {num_classes}), '
+                                 f'got {list(base_classes)}')
+            self.base_mask[torch.tensor([int(c) for c in base_classes])] = True
+        self.loss_classes = loss_classes
 
     @torch.no_grad()
     def reset_parameters(self):
@@ -168,8 +186,23 @@ class MetaAdapterHead(ClsHead):
         """Meta-Adapter logits ``logit_scale f ŵᵀ`` of already normalised features [M, D]."""
         return meta_adapter_logits(features, self.refined_weights(), self.logit_scale)
 
+    def loss(self, feats: Tuple[torch.Tensor], data_samples, **kwargs) -> dict:
+        """Cross-entropy over all classes (official: novel classes are distractors) or the base classes."""
+        score = self(feats)
+        target = torch.cat([s.gt_label for s in data_samples]).to(score.device)
+        if self.loss_classes == 'base' and bool(self.base_mask.any()):
+            index = self.base_mask.nonzero().flatten()
+            remap = torch.full((self.num_classes, ), -1, dtype=torch.long, device=score.device)
+            remap[index] = torch.arange(len(index), device=score.device)
+            score, target = score[:, index], remap[target]
+            if bool((target < 0).any()):
+                raise ValueError('loss_classes=base, but a training query belongs to a novel class')
+        return dict(loss=self.loss_module(score, target, avg_factor=score.size(0), **kwargs))
+
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
+        if prefix + 'base_mask' not in state_dict:  # checkpoints of adapters trained without a split
+            state_dict = dict(state_dict, **{prefix + 'base_mask': self.base_mask})
         # The children (q_proj, ...) load their own parameters after this call; check their shapes here,
         # because mmengine's non-strict loading would only warn about a size mismatch.
         d = self.feat_dim
@@ -189,7 +222,7 @@ class MetaAdapterHead(ClsHead):
             # cross-dataset transfer, or an adapter-only checkpoint: keep this head's cache (not ready on a
             # fresh head) and do not report the buffers as missing
             state_dict = {k: v for k, v in state_dict.items()
-                          if k.startswith(prefix) and k[len(prefix):] not in CACHE_BUFFERS}
+                          if k.startswith(prefix) and k[len(prefix):] not in CACHE_BUFFERS + ('base_mask', )}
             super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, [], unexpected_keys,
                                           error_msgs)
             # the head's only direct tensors are the cache buffers, so no other key of its own is missing

@@ -25,8 +25,10 @@ def build_dataset(runner, loader_key: str):
 
 
 def image_dataset(dataset):
-    """The image dataset behind a feature bank (or the dataset itself)."""
-    return getattr(dataset, 'dataset', dataset) if hasattr(dataset, 'set_features') else dataset
+    """The image dataset behind a feature bank or a class subset (or the dataset itself)."""
+    while hasattr(dataset, 'dataset'):
+        dataset = dataset.dataset
+    return dataset
 
 
 def find_cache_hook(runner) -> 'BuildCacheHook':

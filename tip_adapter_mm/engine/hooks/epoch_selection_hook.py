@@ -1,4 +1,4 @@
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.hooks import Hook
@@ -15,7 +15,7 @@ RULES = ('best_val', 'last', 'legacy_test')
 
 @HOOKS.register_module()
 class EpochSelectionHook(Hook):
-    """Choose which epoch's cache keys a fine-tuning run keeps.
+    """Choose which epoch's trained head parameters (Tip-Adapter-F: the cache keys) a run keeps.
 
     After every epoch (and before the checkpoint hook saves it) the head is scored on the stored features
     of the selection split, with the alpha and beta it trains with. Rules:
@@ -27,7 +27,7 @@ class EpochSelectionHook(Hook):
       only available by this name and ``results.json`` says ``"selection_split": "test (legacy)"``.
 
     The selection state is stored in every checkpoint, so a resumed run selects exactly as an uninterrupted
-    one. After training the selected keys are copied back into the head.
+    one. After training the selected parameters are copied back into the head.
 
     Args:
         rule (str): 'best_val', 'last' or 'legacy_test'.
@@ -42,7 +42,7 @@ class EpochSelectionHook(Hook):
         self.history: List[float] = []
         self.best_epoch: Optional[int] = None
         self.best_top1: Optional[float] = None
-        self.best_keys: Optional[torch.Tensor] = None
+        self.best_state: Optional[Dict[str, torch.Tensor]] = None  # the trainable head parameters
 
     @property
     def split(self) -> str:
@@ -66,28 +66,30 @@ class EpochSelectionHook(Hook):
                   or (top1 > self.best_top1 if self.rule == 'legacy_test' else top1 >= self.best_top1))
         if better:
             self.best_epoch, self.best_top1 = epoch, top1
-            self.best_keys = head.cache_keys.detach().clone().cpu()
+            self.best_state = {name: p.detach().clone().cpu() for name, p in head.named_parameters()
+                               if p.requires_grad}
         print_log(f'epoch {epoch}: {self.split} top-1 {top1:.2f}% (kept: epoch {self.best_epoch}, '
                   f'{self.best_top1:.2f}%)', logger='current')
         update_record(runner, epoch_top1=list(self.history), epoch_top1_split=self.split)
 
     def after_train(self, runner):
-        if self.best_keys is None:
+        if self.best_state is None:
             return
-        head = unwrap(runner.model).head
+        params = dict(unwrap(runner.model).head.named_parameters())
         with torch.no_grad():
-            head.cache_keys.copy_(self.best_keys.to(head.cache_keys.device))
+            for name, value in self.best_state.items():
+                params[name].copy_(value.to(params[name].device))
         update_record(runner, selected_epoch=self.best_epoch, selected_epoch_top1=self.best_top1,
                       epoch_selection=self.rule, selection_split=self.selection_split)
 
     def before_save_checkpoint(self, runner, checkpoint):
         checkpoint.setdefault('meta', {})['epoch_selection'] = dict(
             rule=self.rule, history=list(self.history), best_epoch=self.best_epoch, best_top1=self.best_top1,
-            best_keys=self.best_keys)
+            best_state=self.best_state)
 
     def after_load_checkpoint(self, runner, checkpoint):
         state = checkpoint.get('meta', {}).get('epoch_selection')
         if state and runner._resume and state.get('rule') == self.rule:
             self.history = list(state['history'])
             self.best_epoch, self.best_top1 = state['best_epoch'], state['best_top1']
-            self.best_keys = state['best_keys']
+            self.best_state = state['best_state']

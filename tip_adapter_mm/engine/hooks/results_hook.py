@@ -57,14 +57,15 @@ class ResultsHook(Hook):
             pretrained=backbone.get('pretrained'),
             config=cfg.filename,
             work_dir=runner.work_dir,
-            world_size=get_world_size())
+            world_size=get_world_size(),
+            base_classes=cfg.get('base_classes'))
 
     def before_save_checkpoint(self, runner, checkpoint):
         checkpoint.setdefault('meta', {})[KEY] = get_record(runner)
 
     def after_load_checkpoint(self, runner, checkpoint):
         saved = checkpoint.get('meta', {}).get(KEY) or {}
-        update_record(runner, checkpoint=runner._load_from,
+        update_record(runner, checkpoint=runner._load_from, source_dataset=saved.get('dataset'),
                       **{k: saved[k] for k in _FROM_CHECKPOINT if k in saved})
 
     def before_test_epoch(self, runner):
@@ -81,8 +82,13 @@ class ResultsHook(Hook):
         record.update(
             alpha=float(head.alpha) if hasattr(head, 'alpha') else None,
             beta=float(head.beta) if hasattr(head, 'beta') else None,
-            test_top1=_metric(metrics, 'top1'), test_top5=_metric(metrics, 'top5'),
+            test_top1=_metric(metrics, 'accuracy/top1'), test_top5=_metric(metrics, 'accuracy/top5'),
             test_size=len(runner.test_dataloader.dataset), timings=timings)
+        for split in ('base', 'novel'):
+            if f'{split}/top1' in metrics:
+                record[f'test_{split}_top1'] = float(metrics[f'{split}/top1'])
+        record.setdefault('source_dataset', record.get('dataset'))
+        record['target_dataset'] = record.get('dataset')
         record.setdefault('selection_split', 'none')
         record.setdefault('val_top1', None)
         update_record(runner, **record)
@@ -93,7 +99,4 @@ class ResultsHook(Hook):
 
 
 def _metric(metrics, name):
-    for key, value in metrics.items():
-        if key.endswith('/' + name) or key == name:
-            return float(value)
-    return None
+    return float(metrics[name]) if name in metrics else None

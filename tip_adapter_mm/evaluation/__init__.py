@@ -1,0 +1,3 @@
+from .base_novel_accuracy import BaseNovelAccuracy
+
+__all__ = ['BaseNovelAccuracy']

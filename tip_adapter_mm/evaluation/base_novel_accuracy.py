@@ -1,0 +1,47 @@
+from typing import List, Optional, Sequence
+
+import torch
+from mmengine.evaluator import BaseMetric
+from mmpretrain.registry import METRICS
+
+
+@METRICS.register_module()
+class BaseNovelAccuracy(BaseMetric):
+    """Top-k accuracy over all classes, and top-1 on the images of the base and of the novel classes.
+
+    Every image is classified among all classes (the official cross-category protocol); ``base/top1`` and
+    ``novel/top1`` are the accuracies on the images whose true class is a base or a novel class.
+
+    Args:
+        base_classes (list[int], optional): the base classes; without them only the overall accuracy is
+            reported (e.g. a transfer to another dataset, whose classes are all new).
+        topk (sequence of int): overall top-k accuracies. Defaults to (1, 5).
+        collect_device (str): 'cpu' or 'gpu'.
+        prefix (str, optional): metric name prefix.
+    """
+
+    default_prefix = None
+
+    def __init__(self, base_classes: Optional[Sequence[int]] = None, topk: Sequence[int] = (1, 5),
+                 collect_device: str = 'cpu', prefix: Optional[str] = None):
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.base_classes = None if base_classes is None else sorted({int(c) for c in base_classes})
+        self.topk = tuple(topk)
+
+    def process(self, data_batch, data_samples: Sequence[dict]):
+        for sample in data_samples:
+            score = sample['pred_score'].cpu()
+            self.results.append((score.topk(min(max(self.topk), score.numel())).indices,
+                                 int(sample['gt_label'])))
+
+    def compute_metrics(self, results: List) -> dict:
+        top = torch.stack([r[0] for r in results])
+        labels = torch.tensor([r[1] for r in results])
+        hits = top == labels.view(-1, 1)
+        metrics = {f'accuracy/top{k}': 100. * hits[:, :k].any(1).float().mean().item() for k in self.topk}
+        if self.base_classes is not None:
+            is_base = torch.isin(labels, torch.tensor(self.base_classes))
+            for name, mask in (('base', is_base), ('novel', ~is_base)):
+                if bool(mask.any()):
+                    metrics[f'{name}/top1'] = 100. * hits[mask, 0].float().mean().item()
+        return metrics
