@@ -121,3 +121,13 @@ def test_rank_classes_tool(demo_assets, tmp_path):
     assert sorted(split['base'] + split['novel']) == list(range(10))
     acc = split['accuracy']
     assert min(acc[c] for c in split['base']) >= max(acc[c] for c in split['novel'])
+
+
+@pytest.mark.parametrize('options', [{'train_from': 'image'}, {'model.head.loss_classes': 'base'}])
+def test_image_queries_and_base_only_loss(demo_assets, tmp_path, options):
+    res = run_train(CONFIG, tmp_path, demo_assets, max_epochs=1, **options)
+    assert res['trained_in'] == ('ClassSubsetDataset' if 'train_from' in options else 'FeatureBankDataset')
+    state = _state(tmp_path)
+    init = _state(tmp_path, 'epoch_1.pth')
+    assert torch.equal(state['head.q_proj.weight'], init['head.q_proj.weight'])  # the only epoch is kept
+    assert 0 < res['test_novel_top1'] <= 100
