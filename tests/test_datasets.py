@@ -72,7 +72,7 @@ def test_prompt_names_and_templates_in_metainfo(tiny_imagenet):
                 templates=['itap of a {}.', 'a {} in a video game.'])
     assert ds.metainfo['classes'] == ('a', 'b', 'c', 'd', 'e', 'f')
     assert ds.metainfo['templates'] == ('itap of a {}.', 'a {} in a video game.')
-    with pytest.raises(ValueError, match=r'has 6 class folders but 5 class names'):
+    with pytest.raises(ValueError, match=r'has 6 classes but 5 class names'):
         _build(tiny_imagenet, 'train', classnames=['a', 'b', 'c', 'd', 'e'])
     with pytest.raises(ValueError, match='must contain'):
         _build(tiny_imagenet, 'train', templates=['no placeholder'])

@@ -1,0 +1,194 @@
+import json
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from mmengine.dataset import BaseDataset
+
+from .fewshot import sample_few_shot
+from .metadata import resolve_classnames, resolve_templates
+
+Item = Tuple[str, int]  # (image path relative to data_root, label)
+VAL_MODES = ('full', 'fewshot', 'holdout')
+
+
+class FewShotDataset(BaseDataset):
+    """Base of the project's datasets: train/val/test splits with seeded K-shot sampling of train.
+
+    A subclass reads its on-disk layout in :meth:`load_splits`; this class turns the splits into the
+    requested one:
+
+    - ``train``: ``num_shots`` images per class, sampled with the Dassl algorithm
+      (:func:`~tip_adapter_mm.datasets.sample_few_shot`), or read back from a ``split_file``;
+    - ``val``: ``val_mode='full'`` the whole validation split (Tip-Adapter's protocol), ``'fewshot'``
+      ``val_shots`` (default min(K, 4)) images per class of it (CoOp's protocol), ``'holdout'`` the same
+      number held out of the train images outside the K-shot sample (for datasets without a validation split,
+      such as ImageNet);
+    - ``test``: the whole test split.
+
+    Args:
+        data_root (str): dataset root.
+        split (str): 'train', 'val' or 'test'.
+        num_shots (int, optional): images per class in the train split; None keeps every image.
+        seed (int): few-shot sampling seed. Defaults to 1.
+        classnames (str | list[str], optional): prompt names of the classes in label order, or a built-in
+            list name; defaults to the names the layout provides.
+        templates (str | list[str]): prompt templates, or a built-in list name.
+        val_mode (str, optional): 'full', 'fewshot' or 'holdout'; defaults to 'full' when the layout has a
+            validation split and 'holdout' otherwise.
+        val_shots (int, optional): images per class of a few-shot or held-out validation split.
+        allow_replacement (bool): sample with replacement for classes with fewer than K images (the
+            official behaviour). Defaults to False, which makes such a class an error.
+        split_file (str, optional): a sampled list written by an earlier run (``fewshot_split.json``, or one
+            converted from CoOp's pickles): its train (and val) lists are used instead of sampling.
+        skip_unreadable (bool): check every image of the split when loading and leave out the unreadable
+            ones (counted in ``metainfo['skipped_images']``); by default an unreadable image is an error
+            that names the file when it is read.
+        **kwargs: passed to :class:`mmengine.dataset.BaseDataset` (``pipeline``, ...).
+    """
+
+    #: the expected on-disk layout, for error messages
+    LAYOUT = ''
+
+    def __init__(self,
+                 data_root: str,
+                 split: str = 'train',
+                 num_shots: Optional[int] = None,
+                 seed: int = 1,
+                 classnames: Union[str, Sequence[str], None] = None,
+                 templates: Union[str, Sequence[str]] = ('a photo of a {}.', ),
+                 val_mode: Optional[str] = None,
+                 val_shots: Optional[int] = None,
+                 allow_replacement: bool = False,
+                 split_file: Optional[str] = None,
+                 skip_unreadable: bool = False,
+                 **kwargs):
+        if split not in ('train', 'val', 'test'):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got '{split}'")
+        if val_mode is not None and val_mode not in VAL_MODES:
+            raise ValueError(f'val_mode must be one of {VAL_MODES}, got {val_mode!r}')
+        self.split = split
+        self.num_shots = num_shots
+        self.seed = seed
+        self.val_mode = val_mode
+        self.val_shots = val_shots
+        self.allow_replacement = allow_replacement
+        self.split_file = split_file
+        self.skip_unreadable = skip_unreadable
+        self._classnames_arg = classnames
+        metainfo = dict(templates=tuple(resolve_templates(templates)))
+        if classnames is not None:
+            metainfo['classes'] = tuple(resolve_classnames(classnames))
+        kwargs.setdefault('test_mode', True)  # a failing image is an error, never silently replaced
+        super().__init__(data_root=data_root, metainfo=metainfo, **kwargs)
+
+    # -- to implement --------------------------------------------------------------------------------
+    def load_splits(self) -> Dict[str, object]:
+        """Read the layout: ``dict(classnames=[...] or None, train=[items], val=[items] or None,
+        test=[items])`` with items ``(path relative to data_root, label)``."""
+        raise NotImplementedError
+
+    # -- sampling ------------------------------------------------------------------------------------
+    def _check_root(self):
+        if not osp.isdir(self.data_root):
+            raise FileNotFoundError(
+                f"data root '{self.data_root}' does not exist ({type(self).__name__}, split '{self.split}'); "
+                f'expected {self.LAYOUT or "the layout of the README data guide"}; see the data guide in the '
+                'README')
+
+    def _sample(self, items: List[Item], k: int, seed, names, source: str, exclude=None) -> List[Item]:
+        chosen = sample_few_shot([label for _, label in items], k, seed, self.allow_replacement,
+                                 exclude=exclude, classnames=names, source=source)
+        return [items[i] for i in chosen]
+
+    def _from_split_file(self, key: str) -> Optional[List[Item]]:
+        if self.split_file is None:
+            return None
+        if not osp.isfile(self.split_file):
+            raise FileNotFoundError(f"split file '{self.split_file}' does not exist")
+        with open(self.split_file) as f:
+            data = json.load(f)
+        if key not in data:
+            return None
+        items = [(str(p), int(label)) for p, label in data[key]]
+        if self.num_shots is not None and key == 'train' and data.get('num_shots') not in (None, self.num_shots):
+            raise ValueError(f"split file '{self.split_file}' holds a {data.get('num_shots')}-shot list but "
+                             f'num_shots is {self.num_shots}')
+        return items
+
+    def _select(self, splits: Dict[str, object], names: List[str]) -> List[Item]:
+        train = splits['train']
+        source = f"the train split of '{self.data_root}'"
+        sampled = self._from_split_file('train')
+        if sampled is None:
+            sampled = train if self.num_shots is None else self._sample(train, self.num_shots, self.seed, names,
+                                                                        source)
+        if self.split == 'train':
+            return sampled
+        if self.split == 'test':
+            return splits['test']
+        given = self._from_split_file('val')
+        if given is not None:
+            return given
+        mode = self.val_mode or ('full' if splits.get('val') is not None else 'holdout')
+        k = self.val_shots if self.val_shots is not None else min(self.num_shots or 4, 4)
+        if mode == 'holdout':
+            index = {item: i for i, item in enumerate(train)}
+            exclude = {index[item] for item in sampled if item in index}
+            return self._sample(train, k, f'val-{self.seed}', names, f'{source} outside the few-shot sample',
+                                exclude=exclude)
+        if splits.get('val') is None:
+            raise ValueError(f"val_mode='{mode}' needs a validation split, but {type(self).__name__} at "
+                             f"'{self.data_root}' has none; use val_mode='holdout'")
+        if mode == 'full':
+            return splits['val']
+        return self._sample(splits['val'], k, f'val-{self.seed}', names,
+                            f"the validation split of '{self.data_root}'")
+
+    # -- BaseDataset API -----------------------------------------------------------------------------
+    def load_data_list(self) -> List[dict]:
+        self._check_root()
+        splits = self.load_splits()
+        names = list(self._metainfo.get('classes') or splits.get('classnames') or ())
+        num_classes = splits.get('num_classes') or len(splits.get('classnames') or names)
+        if len(names) != num_classes:
+            raise ValueError(f"'{self.data_root}' has {num_classes} classes but {len(names)} class names were "
+                             f'given (classnames={self._classnames_arg!r})')
+        self._metainfo['classes'] = tuple(names)
+        items = self._select(splits, names)
+        skipped = []
+        if self.skip_unreadable:
+            readable = []
+            for item in items:
+                (readable if _readable(osp.join(self.data_root, item[0])) else skipped).append(item)
+            items = readable
+        self._metainfo['skipped_images'] = [p for p, _ in skipped]
+        return [dict(img_path=osp.join(self.data_root, rel), gt_label=label) for rel, label in items]
+
+    def prepare_data(self, idx):
+        try:
+            return super().prepare_data(idx)
+        except Exception as e:
+            raise RuntimeError(f"cannot read image '{self.get_data_info(idx)['img_path']}' "
+                               f'({type(e).__name__}: {e}); set skip_unreadable=True in the dataset config to '
+                               'leave unreadable images out') from e
+
+    def _serialize_data(self):
+        if not self.data_list:  # e.g. the train split of zero-shot CLIP (num_shots=0)
+            return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+        return super()._serialize_data()
+
+    def split_items(self) -> List[Item]:
+        """(path relative to ``data_root``, label) of every item, in dataset order."""
+        return [(osp.relpath(self.get_data_info(i)['img_path'], self.data_root),
+                 int(self.get_data_info(i)['gt_label'])) for i in range(len(self))]
+
+
+def _readable(path: str) -> bool:
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except Exception:
+        return False
