@@ -45,19 +45,22 @@ def merge_common_args(cfg: Config, args) -> Config:
     apply_fewshot_keys(cfg)
     apply_train_keys(cfg)
     apply_base_classes(cfg)
+    apply_hp_selection(cfg)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(getattr(args, 'local_rank', 0))
     return cfg
 
 
 def apply_fewshot_keys(cfg: Config):
-    """Copy the top-level ``num_shots`` and ``fewshot_seed`` into the head and the datasets.
+    """Copy the top-level ``num_shots``, ``fewshot_seed`` and ``fewshot_split_file`` into head and datasets.
 
     K and the sampling seed must agree between the head (whose cache has C x K fixed-shape entries) and the
     train/val datasets (the validation split is held out of the images outside the K-shot sample), so the
     configs set them once at the top level: ``--cfg-options num_shots=8 fewshot_seed=2``.
+    ``fewshot_split_file`` reads the sampled lists of an earlier run (its ``fewshot_split.json``) back, so a
+    result never depends on RNG state again.
     """
-    shots, seed = cfg.get('num_shots'), cfg.get('fewshot_seed')
+    shots, seed, split_file = cfg.get('num_shots'), cfg.get('fewshot_seed'), cfg.get('fewshot_split_file')
     head = cfg.get('model', {}).get('head')
     if shots is not None and head is not None and 'num_shots' in head:
         head['num_shots'] = shots
@@ -69,6 +72,8 @@ def apply_fewshot_keys(cfg: Config):
             dataset['num_shots'] = shots
         if seed is not None and 'seed' in dataset:
             dataset['seed'] = seed
+        if split_file is not None and 'seed' in dataset:  # a few-shot dataset: read the lists back
+            dataset['split_file'] = split_file
 
 
 def apply_train_keys(cfg: Config):
@@ -126,6 +131,44 @@ def apply_base_classes(cfg: Config):
         for metric in evaluator if isinstance(evaluator, list) else [evaluator]:
             if isinstance(metric, dict) and metric.get('type') == 'BaseNovelAccuracy':
                 metric['base_classes'] = base
+
+
+HP_SELECTION = ('full_val', 'fewshot_val', 'none', 'legacy_test')
+
+
+def apply_hp_selection(cfg: Config):
+    """Resolve the top-level ``hp_selection``: which data alpha, beta and the epoch are chosen on.
+
+    - ``full_val``: the whole validation split (the official protocol of the 10 CoOp datasets);
+    - ``fewshot_val``: min(K, 4) validation images per class (CoOp's protocol);
+    - ``none``: nothing is selected: the configured alpha and beta, the last epoch;
+    - ``legacy_test``: the official ImageNet protocol, which tunes on the **test** split; allowed only by
+      this name, and ``results.json`` says ``"selection_split": "test (legacy)"``.
+
+    Datasets without a validation split (ImageNet) hold min(K, 4) images per class out of train for the
+    first two modes.
+    """
+    mode = cfg.get('hp_selection')
+    if mode is None:
+        return
+    if mode not in HP_SELECTION:
+        raise ValueError(f'hp_selection must be one of {HP_SELECTION}, got {mode!r}')
+    train_cfg = cfg.get('train_cfg') or {}
+    finetune = train_cfg.get('type') == 'FinetuneLoop'
+    val = (cfg.get('val_dataloader') or {}).get('dataset')
+    if mode in ('full_val', 'fewshot_val') and isinstance(val, dict):
+        val['val_mode'] = 'full' if mode == 'full_val' else 'fewshot'
+    elif mode == 'none':
+        if 'search' in train_cfg or train_cfg.get('type') == 'TrainingFreeLoop':
+            train_cfg['search'] = False
+        if finetune:
+            train_cfg['selection'] = 'last'
+    elif mode == 'legacy_test':
+        cfg.val_dataloader = copy.deepcopy(cfg.test_dataloader)
+        if finetune:
+            train_cfg['selection'] = 'legacy_test'
+    if train_cfg:
+        train_cfg['hp_selection'] = mode
 
 
 def setup_launcher(cfg: Config):

@@ -22,8 +22,8 @@ class FewShotDataset(BaseDataset):
       (:func:`~tip_adapter_mm.datasets.sample_few_shot`), or read back from a ``split_file``;
     - ``val``: ``val_mode='full'`` the whole validation split (Tip-Adapter's protocol), ``'fewshot'``
       ``val_shots`` (default min(K, 4)) images per class of it (CoOp's protocol), ``'holdout'`` the same
-      number held out of the train images outside the K-shot sample (for datasets without a validation split,
-      such as ImageNet);
+      number held out of the train images outside the K-shot sample (always used for datasets without a
+      validation split, such as ImageNet);
     - ``test``: the whole test split.
 
     Args:
@@ -130,16 +130,15 @@ class FewShotDataset(BaseDataset):
         given = self._from_split_file('val')
         if given is not None:
             return given
-        mode = self.val_mode or ('full' if splits.get('val') is not None else 'holdout')
+        # without a validation split (ImageNet) every mode holds the validation images out of train
+        mode = self.val_mode if splits.get('val') is not None else 'holdout'
+        mode = mode or 'full'
         k = self.val_shots if self.val_shots is not None else min(self.num_shots or 4, 4)
         if mode == 'holdout':
             index = {item: i for i, item in enumerate(train)}
             exclude = {index[item] for item in sampled if item in index}
             return self._sample(train, k, f'val-{self.seed}', names, f'{source} outside the few-shot sample',
                                 exclude=exclude)
-        if splits.get('val') is None:
-            raise ValueError(f"val_mode='{mode}' needs a validation split, but {type(self).__name__} at "
-                             f"'{self.data_root}' has none; use val_mode='holdout'")
         if mode == 'full':
             return splits['val']
         return self._sample(splits['val'], k, f'val-{self.seed}', names,

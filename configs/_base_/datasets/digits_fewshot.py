@@ -4,6 +4,7 @@ dataset_name = 'digits'
 data_root = 'data/digits'
 num_shots = 16
 fewshot_seed = 1
+hp_selection = 'full_val'  # the whole validation split, as the official protocol of the CoOp datasets
 
 split_dirs = dict(train='train', val='val', test='test')
 train_pipeline = [

@@ -6,6 +6,9 @@ dataset_name = 'imagenet'
 data_root = 'data/imagenet'
 num_shots = 16
 fewshot_seed = 1
+# what alpha/beta (and Tip-Adapter-F's epoch) are chosen on: ImageNet has no validation split, so its
+# validation images are held out of train, min(K, 4) per class ('legacy_test': the official test tuning)
+hp_selection = 'fewshot_val'
 
 split_dirs = dict(train='train', val=None, test='val')
 train_pipeline = [  # the official cache / fine-tuning augmentation

@@ -154,7 +154,7 @@ class BuildCacheHook(Hook):
         split = dict(data_root=train_dataset.data_root, num_shots=getattr(train_dataset, 'num_shots', None),
                      seed=getattr(train_dataset, 'seed', None), classes=list(train_dataset.metainfo['classes']),
                      train=train_dataset.split_items())
-        val = build_dataset(runner, 'val_dataloader')
-        if val is not None and getattr(val, 'split_dirs', {}).get('val', '') is None:
-            split['val'] = val.split_items()  # held out of the train images: part of the sampled lists
+        val = image_dataset(build_dataset(runner, 'val_dataloader'))
+        if val is not None and hasattr(val, 'split_items'):
+            split['val'] = val.split_items()
         atomic_json_dump(split, osp.join(runner.work_dir, 'fewshot_split.json'), indent=None)

@@ -1,4 +1,4 @@
-from typing import Sequence
+from typing import Optional, Sequence
 
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
@@ -45,12 +45,14 @@ class FinetuneLoop(EpochBasedTrainLoop):
         search_step (sequence of int): number of [beta, alpha] grid values. Defaults to (200, 20).
         run_test (bool): evaluate the test split at the end. Defaults to True.
         max_chunk_bytes (int): memory bound of one chunk of the search.
+        hp_selection (str, optional): the protocol name set by the top-level ``hp_selection`` key.
     """
 
     def __init__(self, runner, dataloader, max_epochs: int = 20, selection: str = 'best_val',
                  search: bool = True, search_scale: Sequence[float] = (7., 3.),
                  search_step: Sequence[int] = (200, 20), run_test: bool = True,
-                 max_chunk_bytes: int = 1 << 28):
+                 max_chunk_bytes: int = 1 << 28, hp_selection: Optional[str] = None):
+        self.hp_selection = hp_selection
         check_finetune_settings(max_epochs, 1, False, 1)
         super().__init__(runner, dataloader, max_epochs=max_epochs, val_begin=int(max_epochs) + 1)
         check_finetune_settings(max_epochs, self.dataloader.batch_size, self.dataloader.drop_last,
@@ -74,7 +76,12 @@ class FinetuneLoop(EpochBasedTrainLoop):
                 self.run_epoch()
         runner.call_hook('after_train')  # the selection hook restores the selected keys here
         select_alpha_beta(runner, self.search, self.beta_grid, self.alpha_grid, self.max_chunk_bytes)
-        update_record(runner, search_scale=self.search_scale if self.search else None,
+        if self.hp_selection == 'legacy_test':
+            update_record(runner, selection_split='test (legacy)')
+        elif self.hp_selection == 'none':
+            update_record(runner, selection_split='none')
+        update_record(runner, hp_selection=self.hp_selection,
+                      search_scale=self.search_scale if self.search else None,
                       search_step=self.search_step if self.search else None, max_epochs=self._max_epochs,
                       trained_in=type(self.dataloader.dataset).__name__)
         runner.save_checkpoint(runner.work_dir, 'final.pth', save_optimizer=False, save_param_scheduler=False)

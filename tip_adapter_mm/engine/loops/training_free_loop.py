@@ -1,4 +1,4 @@
-from typing import Sequence
+from typing import Optional, Sequence
 
 from mmengine.runner import BaseLoop
 from mmpretrain.registry import LOOPS
@@ -27,12 +27,15 @@ class TrainingFreeLoop(BaseLoop):
         search_step (sequence of int): number of [beta, alpha] grid values. Defaults to (200, 20).
         run_test (bool): evaluate the test split after saving. Defaults to True.
         max_chunk_bytes (int): memory bound of one chunk of the search.
+        hp_selection (str, optional): the protocol name set by the top-level ``hp_selection`` key; with
+            'legacy_test' the validation loader is the test split and the record says so.
     """
 
     def __init__(self, runner, dataloader, search: bool = True, search_scale: Sequence[float] = (7., 3.),
                  search_step: Sequence[int] = (200, 20), run_test: bool = True,
-                 max_chunk_bytes: int = 1 << 28):
+                 max_chunk_bytes: int = 1 << 28, hp_selection: Optional[str] = None):
         super().__init__(runner, dataloader)
+        self.hp_selection = hp_selection
         self.search = search
         self.beta_grid, self.alpha_grid = tip_search_grids(search_scale, search_step)
         self.search_scale, self.search_step = list(search_scale), list(search_step)
@@ -60,7 +63,8 @@ class TrainingFreeLoop(BaseLoop):
         runner = self.runner
         runner.call_hook('before_train')
         select_alpha_beta(runner, self.search, self.beta_grid, self.alpha_grid, self.max_chunk_bytes)
-        update_record(runner, selection_split='val' if self.search else 'none',
+        split = 'none' if not self.search else 'test (legacy)' if self.hp_selection == 'legacy_test' else 'val'
+        update_record(runner, selection_split=split, hp_selection=self.hp_selection,
                       search_scale=self.search_scale if self.search else None,
                       search_step=self.search_step if self.search else None)
         runner.call_hook('before_train_epoch')
