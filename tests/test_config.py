@@ -82,3 +82,36 @@ def test_backbone_switch_by_inheriting_another_model_base(tmp_path):
     apply_fewshot_keys(cfg)
     assert cfg.model.backbone.model_name == 'ViT-B/16' and cfg.model.head.feat_dim == 512
     assert cfg.model.head.alpha == 1.17 and cfg.train_cfg.search_scale == [7, 3]
+
+
+DATASETS = ['imagenet', 'caltech101', 'oxford_pets', 'stanford_cars', 'oxford_flowers', 'food101',
+            'fgvc_aircraft', 'sun397', 'dtd', 'eurosat', 'ucf101']
+
+
+@pytest.mark.parametrize('dataset', DATASETS)
+def test_every_method_has_a_config_for_every_dataset(dataset):
+    from tip_adapter_mm.datasets.dataset_settings import COOP_DATASETS
+    settings = COOP_DATASETS[dataset]
+    tip = _cfg(f'tip_{dataset}_16shot.py')
+    zs = _cfg(f'zeroshot_{dataset}.py')
+    tipf = _cfg(f'tip_f_{dataset}_16shot.py')
+    meta = _cfg(f'meta_adapter_{dataset}_16shot.py')
+    assert (tip.method, zs.method, tipf.method, meta.method) == \
+        ('Tip-Adapter', 'Zero-shot CLIP', 'Tip-Adapter-F', 'Meta-Adapter')
+    classes = tip.model.head.num_classes
+    assert zs.model.head.num_classes == tipf.model.head.num_classes == meta.model.head.num_classes == classes
+    # the official per-dataset settings
+    assert tip.model.head.alpha == settings['init_alpha'] and tip.model.head.beta == settings['init_beta']
+    assert tip.train_cfg.search_scale == tipf.train_cfg.search_scale == list(settings['search_scale'])
+    assert tipf.train_cfg.max_epochs == settings['epochs'] == tipf.param_scheduler[0].end
+    assert tipf.model.head.train_keys is True and tipf.train_dataloader.dataset.type == 'FeatureBankDataset'
+    assert tipf.optim_wrapper.optimizer == dict(type='AdamW', lr=1e-3, eps=1e-4, weight_decay=0.01,
+                                                betas=(0.9, 0.999))
+    assert zs.model.head.num_shots == 0 and zs.model.head.alpha == 0. and zs.train_cfg.search is False
+    assert meta.model.head.type == 'MetaAdapterHead' and meta.train_cfg.max_epochs == 5
+    assert meta.train_dataloader.dataset.classes == meta.base_classes == meta.model.head.base_classes
+    assert meta.test_evaluator.type == 'BaseNovelAccuracy' and meta.test_evaluator.base_classes == meta.base_classes
+    expected_type = settings['type']
+    assert tip.test_dataloader.dataset.type == expected_type
+    # selection never on test by default
+    assert tip.hp_selection in ('full_val', 'fewshot_val')

@@ -42,6 +42,7 @@ def merge_common_args(cfg: Config, args) -> Config:
             loader['persistent_workers'] = False
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    apply_dataset_keys(cfg)
     apply_fewshot_keys(cfg)
     apply_train_keys(cfg)
     apply_base_classes(cfg)
@@ -49,6 +50,26 @@ def merge_common_args(cfg: Config, args) -> Config:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(getattr(args, 'local_rank', 0))
     return cfg
+
+
+def apply_dataset_keys(cfg: Config):
+    """Copy a dataset's settings, top-level keys of its ``_base_/datasets`` file, into the model and loop.
+
+    ``num_classes`` (the head's), ``init_alpha`` / ``init_beta`` (the cache head's alpha and beta before any
+    search) and ``search_scale`` (the [beta, alpha] grid extents) are per-dataset values of the official
+    configs; a method config stays the same for every dataset and inherits them.
+    """
+    head = cfg.get('model', {}).get('head')
+    if head is not None:
+        if cfg.get('num_classes') is not None:
+            head['num_classes'] = cfg.num_classes
+        if head.get('type') == 'CacheHead':
+            for key, name in (('init_alpha', 'alpha'), ('init_beta', 'beta')):
+                if cfg.get(key) is not None and not (name == 'alpha' and head.get(name) == 0.):
+                    head[name] = cfg[key]  # (alpha 0 marks zero-shot CLIP)
+    train_cfg = cfg.get('train_cfg') or {}
+    if cfg.get('search_scale') is not None and 'search_scale' in train_cfg:
+        train_cfg['search_scale'] = list(cfg.search_scale)
 
 
 def apply_fewshot_keys(cfg: Config):

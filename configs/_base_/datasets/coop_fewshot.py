@@ -1,0 +1,42 @@
+# Shared settings of the CoOp few-shot datasets (CoOp's DATASETS.md layout under data/, split_zhou_*.json
+# splits). Each data file inherits this one and names its dataset; see the README data guide.
+num_shots = 16
+fewshot_seed = 1
+hp_selection = 'full_val'  # the official protocol of the 10 datasets: search on the whole validation split
+
+train_pipeline = [  # the official cache / fine-tuning augmentation
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.5, 1.0), backend='pillow',
+         interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
+]
+test_pipeline = [  # CLIP's preprocess
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='ResizeEdge', scale=224, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=256,
+    num_workers=8,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='CoOpSplitDataset', split='train', num_shots=num_shots, seed=fewshot_seed,
+                 pipeline=train_pipeline),
+)
+val_dataloader = dict(
+    batch_size=64,
+    num_workers=8,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='CoOpSplitDataset', split='val', num_shots=num_shots, seed=fewshot_seed,
+                 pipeline=test_pipeline),
+)
+val_evaluator = dict(type='Accuracy', topk=(1, 5))
+test_dataloader = dict(
+    batch_size=64,
+    num_workers=8,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='CoOpSplitDataset', split='test', num_shots=num_shots, seed=fewshot_seed,
+                 pipeline=test_pipeline),
+)
+test_evaluator = val_evaluator

@@ -1,0 +1,6 @@
+# Tip-Adapter-F, CLIP RN50, EuroSAT, 16 shots (the recipe of configs/tip_f_imagenet_16shot.py).
+_base_ = ['./_base_/models/clip_rn50.py', './_base_/datasets/eurosat_fewshot.py',
+          './_base_/schedules/tip_f.py', './_base_/default_runtime.py']
+method = 'Tip-Adapter-F'
+max_epochs = 100  # the official EuroSAT schedule
+model = dict(head=dict(train_keys=True))

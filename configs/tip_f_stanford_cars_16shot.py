@@ -1,0 +1,5 @@
+# Tip-Adapter-F, CLIP RN50, StanfordCars, 16 shots (the recipe of configs/tip_f_imagenet_16shot.py).
+_base_ = ['./_base_/models/clip_rn50.py', './_base_/datasets/stanford_cars_fewshot.py',
+          './_base_/schedules/tip_f.py', './_base_/default_runtime.py']
+method = 'Tip-Adapter-F'
+model = dict(head=dict(train_keys=True))
