@@ -8,5 +8,3 @@ _base_ = [
     './_base_/default_runtime.py',
 ]
 method = 'Tip-Adapter'
-model = dict(head=dict(num_classes=1000, alpha=1.17, beta=1.))
-train_cfg = dict(search_scale=[7, 3])

@@ -67,7 +67,7 @@ def test_transfer_to_another_dataset_without_gradient_steps(meta_run, demo_asset
         for cls in '0123':
             shutil.copytree(osp.join(digits, split, cls), target / split / f'class_{cls}')
     options = demo_options(demo_assets, **{
-        'model.head.num_classes': 4, 'dataset_name': 'digits4', 'base_classes': None,
+        'num_classes': 4, 'dataset_name': 'digits4', 'base_classes': None,
         'test_evaluator.base_classes': None, 'val_evaluator.base_classes': None,
         **{f'{k}.dataset.data_root': str(target) for k in ('train_dataloader', 'val_dataloader',
                                                           'test_dataloader')},

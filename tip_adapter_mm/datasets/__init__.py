@@ -5,10 +5,10 @@ from .feature_bank_dataset import FeatureBankDataset
 from .few_shot_dataset import FewShotDataset
 from .few_shot_image_folder import FewShotImageFolder
 from .fewshot import group_by_label, sample_few_shot
-from .fgvc_aircraft import FGVCAircraft
+from .fgvc_aircraft import FGVCAircraft, FewShotFGVCAircraft
 from .imagenet_variant import ImageNetVariant
 from .metadata import resolve_classnames, resolve_templates
 
 __all__ = ['FewShotDataset', 'FewShotImageFolder', 'FeatureBankDataset', 'ClassSubsetDataset', 'sample_few_shot', 'group_by_label', 'resolve_classnames',
-           'resolve_templates', 'CoOpSplitDataset', 'FGVCAircraft', 'ImageNetVariant', 'COOP_DATASETS',
-           'IMAGENET_VARIANTS']
+           'resolve_templates', 'CoOpSplitDataset', 'FewShotFGVCAircraft', 'FGVCAircraft', 'ImageNetVariant',
+           'COOP_DATASETS', 'IMAGENET_VARIANTS']

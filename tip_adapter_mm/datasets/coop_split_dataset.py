@@ -115,18 +115,18 @@ class CoOpSplitDataset(FewShotDataset):
                  templates: Union[str, Sequence[str], None] = None,
                  **kwargs):
         preset = {}
+        presets = sorted(k for k, v in COOP_DATASETS.items() if v['type'] == 'CoOpSplitDataset')
         if dataset is not None:
             preset = coop_dataset_settings(dataset)
-            if preset['type'] != type(self).__name__:
+            if preset['type'] != 'CoOpSplitDataset':
                 raise ValueError(f"dataset '{dataset}' is not read by {type(self).__name__} (it has no CoOp split "
-                                 f"file); use type='{preset['type']}'. Presets of {type(self).__name__}: "
-                                 f"{sorted(k for k, v in COOP_DATASETS.items() if v['type'] == type(self).__name__)}")
+                                 f"file); use type='{preset['type']}'. Presets of {type(self).__name__}: {presets}")
         self.dataset_name = dataset
         self.split_file_name = split_file_name if split_file_name is not None else preset.get('split_file')
         self.image_dir = image_dir if image_dir is not None else preset.get('image_dir')
         if self.split_file_name is None or self.image_dir is None:
             raise ValueError(f'{type(self).__name__} needs split_file_name and image_dir, or dataset=<name> with '
-                             f"a name of {sorted(k for k, v in COOP_DATASETS.items() if v['type'] == type(self).__name__)}")
+                             f'a name of {presets}')
         self.image_dir = self.image_dir.strip('/')
         if data_root is None:
             if not preset:

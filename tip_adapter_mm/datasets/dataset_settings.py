@@ -3,7 +3,8 @@
 ``COOP_DATASETS[name]`` gives, for each dataset:
 
 - ``type``: the dataset class that reads it (:class:`CoOpSplitDataset` for the 9 datasets with a CoOp
-  ``split_zhou_<Name>.json``, :class:`FGVCAircraft`, :class:`FewShotImageFolder` for ImageNet);
+  ``split_zhou_<Name>.json``, :class:`FewShotFGVCAircraft` (registered under that name: mmpretrain's
+  own ``FGVCAircraft`` takes the plain one), :class:`FewShotImageFolder` for ImageNet);
 - ``folder``: the dataset folder under the data root of CoOp's ``DATASETS.md`` (``data/<folder>``);
 - ``image_dir``: the folder under ``folder`` that the split file's image paths are relative to (``''``: the
   dataset folder itself, as for Stanford Cars, whose paths are ``cars_train/...`` / ``cars_test/...``);
@@ -37,7 +38,7 @@ _ROWS = [
      ['a photo of a {}, a type of flower.'], [50, 50], 10., 1., 20),
     ('food101', 'CoOpSplitDataset', 'food-101', 'images', 'split_zhou_Food101.json',
      ['a photo of {}, a type of food.'], [10, 10], 1.17, 1., 20),
-    ('fgvc_aircraft', 'FGVCAircraft', 'fgvc_aircraft', 'images', None,
+    ('fgvc_aircraft', 'FewShotFGVCAircraft', 'fgvc_aircraft', 'images', None,
      ['a photo of a {}, a type of aircraft.'], [30, 30], 5., 1., 20),
     ('sun397', 'CoOpSplitDataset', 'sun397', 'SUN397', 'split_zhou_SUN397.json',
      ['a photo of a {}.'], [12, 10], 1.17, 1., 20),

@@ -117,6 +117,8 @@ class FewShotDataset(BaseDataset):
         return items
 
     def _select(self, splits: Dict[str, object], names: List[str]) -> List[Item]:
+        if self.split == 'test':
+            return splits['test']
         train = splits['train']
         source = f"the train split of '{self.data_root}'"
         sampled = self._from_split_file('train')
@@ -125,8 +127,6 @@ class FewShotDataset(BaseDataset):
                                                                         source)
         if self.split == 'train':
             return sampled
-        if self.split == 'test':
-            return splits['test']
         given = self._from_split_file('val')
         if given is not None:
             return given

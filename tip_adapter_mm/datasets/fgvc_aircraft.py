@@ -9,9 +9,12 @@ FGVC_TEMPLATES = ('a photo of a {}, a type of aircraft.', )
 
 
 @DATASETS.register_module()
-class FGVCAircraft(FewShotDataset):
+class FewShotFGVCAircraft(FewShotDataset):
     """FGVC-Aircraft (variant level, 100 classes) with its official train/val/test split, read as CoOp and
     Tip-Adapter read it (Dassl's ``FGVCAircraft``).
+
+    Registered as ``type='FewShotFGVCAircraft'``: mmpretrain registers its own ``FGVCAircraft`` (another layout
+    and arguments) in the same registry. ``FGVCAircraft`` is a Python alias of this class.
 
     Layout (CoOp ``DATASETS.md``: the ``data/`` folder of ``fgvc-aircraft-2013b.tar.gz`` renamed to
     ``fgvc_aircraft``)::
@@ -73,3 +76,6 @@ class FGVCAircraft(FewShotDataset):
         self._file(self.IMAGE_DIR)
         return dict(classnames=classnames, num_classes=len(classnames),
                     **{split: self._read_split(split, label_of) for split in ('train', 'val', 'test')})
+
+
+FGVCAircraft = FewShotFGVCAircraft  # Python alias; the registry name is 'FewShotFGVCAircraft'

@@ -140,8 +140,8 @@ class ImageNetVariant(FewShotDataset):
         elif not osp.isdir(osp.join(data_root, self.image_dir)) and osp.isdir(
                 osp.join(data_root, folder, self.image_dir)):
             data_root = osp.join(data_root, folder)  # CoOp's $DATA root
-        self.LAYOUT = (f"<data_root>/{self.image_dir}/<{'class index 0..999' if self.settings['class_folders'] == 'index' else 'wnid'}>/<image> "
-                       f'(CoOp layout: data/{folder}/{self.image_dir}/)')
+        cls = 'class index 0..999' if self.settings['class_folders'] == 'index' else 'wnid'
+        self.LAYOUT = f'<data_root>/{self.image_dir}/<{cls}>/<image> (CoOp layout: data/{folder}/{self.image_dir}/)'
         self._subset: List[int] = []
         super().__init__(data_root=data_root, split=split, classnames=classnames, templates=templates, **kwargs)
 

@@ -5,6 +5,12 @@ data_root = 'data/digits'
 num_shots = 16
 fewshot_seed = 1
 hp_selection = 'full_val'  # the whole validation split, as the official protocol of the CoOp datasets
+num_classes = 10
+# the digits are far from the tiny CLIP's noisy captions, so the cache needs a large weight and sharpness
+# (the searched values land around beta 15-19, alpha 18-19); these are also the values used without search
+init_alpha = 10.
+init_beta = 10.
+search_scale = [20, 20]
 
 split_dirs = dict(train='train', val='val', test='test')
 train_pipeline = [

@@ -6,6 +6,6 @@ num_classes = 100
 init_alpha = 5.0
 init_beta = 1.0
 search_scale = [30, 30]
-train_dataloader = dict(dataset=dict(type='FGVCAircraft', data_root='data/fgvc_aircraft'))
-val_dataloader = dict(dataset=dict(type='FGVCAircraft', data_root='data/fgvc_aircraft'))
-test_dataloader = dict(dataset=dict(type='FGVCAircraft', data_root='data/fgvc_aircraft'))
+train_dataloader = dict(dataset=dict(type='FewShotFGVCAircraft', data_root='data/fgvc_aircraft'))
+val_dataloader = dict(dataset=dict(type='FewShotFGVCAircraft', data_root='data/fgvc_aircraft'))
+test_dataloader = dict(dataset=dict(type='FewShotFGVCAircraft', data_root='data/fgvc_aircraft'))

@@ -9,6 +9,11 @@ fewshot_seed = 1
 # what alpha/beta (and Tip-Adapter-F's epoch) are chosen on: ImageNet has no validation split, so its
 # validation images are held out of train, min(K, 4) per class ('legacy_test': the official test tuning)
 hp_selection = 'fewshot_val'
+# the official settings (configs/imagenet.yaml): copied into the model and the loop
+num_classes = 1000
+init_alpha = 1.17
+init_beta = 1.
+search_scale = [7, 3]
 
 split_dirs = dict(train='train', val=None, test='val')
 train_pipeline = [  # the official cache / fine-tuning augmentation
