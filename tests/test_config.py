@@ -5,7 +5,7 @@ import pytest
 from mmengine.config import Config
 
 from conftest import ROOT
-from tip_adapter_mm.launch import apply_fewshot_keys, merge_common_args, parse_train_args
+from tip_adapter_mm.launch import apply_dataset_keys, apply_fewshot_keys, merge_common_args, parse_train_args
 
 
 def _cfg(name, *options):
@@ -79,6 +79,7 @@ def test_backbone_switch_by_inheriting_another_model_base(tmp_path):
     cfg_file.write_text(f"_base_ = ['{ROOT}/configs/tip_imagenet_16shot.py']\n"
                         "model = dict(backbone=dict(model_name='ViT-B/16'), head=dict(feat_dim=512))\n")
     cfg = Config.fromfile(str(cfg_file))
+    apply_dataset_keys(cfg)
     apply_fewshot_keys(cfg)
     assert cfg.model.backbone.model_name == 'ViT-B/16' and cfg.model.head.feat_dim == 512
     assert cfg.model.head.alpha == 1.17 and cfg.train_cfg.search_scale == [7, 3]
