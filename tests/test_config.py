@@ -5,7 +5,7 @@ import pytest
 from mmengine.config import Config
 
 from conftest import ROOT
-from tip_adapter_mm.launch import apply_dataset_keys, apply_fewshot_keys, merge_common_args, parse_train_args
+from tip_adapter_mm.launch import merge_common_args, parse_train_args
 
 
 def _cfg(name, *options):
@@ -71,19 +71,19 @@ def test_model_bases_match_open_clip(base, name, dim):
 
 
 def test_backbone_switch_by_inheriting_another_model_base(tmp_path):
-    cfg_file = tmp_path / 'tip_vit.py'
-    cfg_file.write_text(f"_base_ = ['{ROOT}/configs/tip_imagenet_16shot.py', "
-                        f"'{ROOT}/configs/_base_/models/clip_vit_b16.py']\n")
-    with pytest.raises(Exception, match='Duplicate key'):
-        Config.fromfile(str(cfg_file))  # mmengine refuses two bases that both define `model`
-    cfg_file.write_text(f"_base_ = ['{ROOT}/configs/tip_imagenet_16shot.py']\n"
-                        "model = dict(backbone=dict(model_name='ViT-B/16'), head=dict(feat_dim=512))\n")
-    cfg = Config.fromfile(str(cfg_file))
-    apply_dataset_keys(cfg)
-    apply_fewshot_keys(cfg)
+    """A method x dataset config is models + datasets + schedules + runtime: swap the models file."""
+    cfg_file = tmp_path / 'tip_caltech101_vit_b16.py'
+    bases = [f"'{ROOT}/configs/_base_/{name}.py'" for name in (
+        'models/clip_vit_b16', 'datasets/caltech101_fewshot', 'schedules/training_free', 'default_runtime')]
+    cfg_file.write_text(f"_base_ = [{', '.join(bases)}]\nmethod = 'Tip-Adapter'\n")
+    args = parse_train_args([str(cfg_file)])
+    cfg = merge_common_args(Config.fromfile(args.config), args)
+    reference = _cfg('tip_caltech101_16shot.py')
     assert cfg.model.backbone.model_name == 'ViT-B/16' and cfg.model.head.feat_dim == 512
-    assert cfg.model.head.alpha == 1.17 and cfg.train_cfg.search_scale == [7, 3]
-
+    assert reference.model.backbone.model_name == 'RN50' and reference.model.head.feat_dim == 1024
+    for key in ('num_classes', 'alpha', 'beta'):  # the dataset's settings are unchanged
+        assert cfg.model.head[key] == reference.model.head[key]
+    assert cfg.train_cfg == reference.train_cfg and cfg.test_dataloader == reference.test_dataloader
 
 DATASETS = ['imagenet', 'caltech101', 'oxford_pets', 'stanford_cars', 'oxford_flowers', 'food101',
             'fgvc_aircraft', 'sun397', 'dtd', 'eurosat', 'ucf101']
