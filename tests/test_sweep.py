@@ -1,0 +1,299 @@
+"""tools/sweep.py: runs configs x shots x seeds, resumes, and aggregates results.json into reports and plots."""
+import csv
+import io
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, demo_options
+
+from tip_adapter_mm.published import LABEL, PAPER_DATASETS, PUBLISHED, dataset_mean, published
+from tip_adapter_mm.sweep import (Result, aggregate, label_and_dedupe, main, plot_dataset, sweep,
+                                  write_reports)
+from tip_adapter_mm.utils import atomic_json_dump
+
+CONFIGS = [osp.join(ROOT, 'configs', 'tip_digits_16shot.py'), osp.join(ROOT, 'configs', 'zeroshot_digits.py')]
+SHOTS, SEEDS = (2, 4), (1, 2)
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+def _argv(work_dir, assets, configs=CONFIGS, shots=SHOTS, seeds=SEEDS, extra=(), **overrides):
+    return ['--configs', *configs, '--shots', *map(str, shots), '--seeds', *map(str, seeds),
+            '--work-dir', str(work_dir), *extra, '--cfg-options', *demo_options(assets, **overrides)]
+
+
+def _results(work_dir):
+    found = {}
+    for folder, _, files in os.walk(work_dir):
+        if 'results.json' in files:
+            with open(osp.join(folder, 'results.json')) as f:
+                found[osp.relpath(folder, work_dir)] = json.load(f)
+    return found
+
+
+def _csv_rows(work_dir):
+    with open(osp.join(work_dir, 'report.csv'), newline='') as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope='module')
+def demo_sweep(demo_assets, tmp_path_factory):
+    """Tip-Adapter x shots 2, 4 x seeds 1, 2 and zero-shot CLIP x seeds 1, 2 on the demo: 6 runs."""
+    work_dir = tmp_path_factory.mktemp('sweep')
+    argv = _argv(work_dir, demo_assets)
+    out = io.StringIO()
+    summary = sweep(argv, out)
+    return str(work_dir), argv, summary, out.getvalue()
+
+
+def test_demo_sweep_runs_every_combination(demo_sweep):
+    work_dir, _, summary, output = demo_sweep
+    assert summary.exit_code == 0, output
+    assert not summary.failed and not summary.skipped
+    expected = {f'tip_digits_16shot/shot{k}_seed{s}' for k in SHOTS for s in SEEDS}
+    expected |= {f'zeroshot_digits/shot0_seed{s}' for s in SEEDS}  # zero-shot: once per seed
+    assert {osp.relpath(r.work_dir, work_dir) for r in summary.ran} == expected
+    results = _results(work_dir)
+    assert set(results) == expected
+    for folder, record in results.items():
+        stem, run = folder.split('/')
+        shots, seed = (int(v) for v in run[len('shot'):].split('_seed'))
+        assert record['seed'] == seed and record['num_shots'] == shots
+        assert record['method'] == ('Zero-shot CLIP' if stem == 'zeroshot_digits' else 'Tip-Adapter')
+        assert record['dataset'] == 'digits'
+        assert osp.isfile(osp.join(work_dir, folder, 'sweep.log'))  # the run's output
+    assert '[6/6]' in output and 'sweep finished: 6 run, 0 skipped, 0 failed' in output
+    assert osp.join(work_dir, 'report.md') in output and osp.join(work_dir, 'plots', 'digits.png') in output
+
+
+def test_second_invocation_skips_finished_runs(demo_sweep):
+    work_dir, argv, _, _ = demo_sweep
+    before = {f: osp.getmtime(osp.join(work_dir, f, 'results.json')) for f in _results(work_dir)}
+    logs_before = {f: sorted(os.listdir(osp.join(work_dir, f))) for f in before}
+    out = io.StringIO()
+    summary = sweep(argv, out)
+    assert summary.exit_code == 0
+    assert not summary.ran and not summary.failed and len(summary.skipped) == 6
+    assert 'sweep finished: 0 run, 6 skipped, 0 failed' in out.getvalue()
+    assert {f: osp.getmtime(osp.join(work_dir, f, 'results.json')) for f in before} == before
+    assert {f: sorted(os.listdir(osp.join(work_dir, f))) for f in before} == logs_before  # nothing started
+
+
+def test_report_rows_columns_and_statistics(demo_sweep):
+    work_dir = demo_sweep[0]
+    results = _results(work_dir)
+    expected = {}
+    for record in results.values():
+        key = (record['method'], record['num_shots'])
+        expected.setdefault(key, []).append(record['test_top1'])
+    assert set(expected) == {('Zero-shot CLIP', 0), ('Tip-Adapter', 2), ('Tip-Adapter', 4)}
+
+    rows = _csv_rows(work_dir)
+    assert list(rows[0]) == ['backbone', 'method', 'shots', 'digits mean', 'digits std', 'digits n']
+    assert [(r['method'], int(r['shots'])) for r in rows] == [('Zero-shot CLIP', 0), ('Tip-Adapter', 2),
+                                                              ('Tip-Adapter', 4)]
+    with open(osp.join(work_dir, 'report.md')) as f:
+        md = f.read()
+    assert '| method | shots | digits |' in md
+    assert 'average' not in [c.split(' ')[0] for c in rows[0]]  # a single dataset gets no average column
+    for row in rows:
+        values = expected[(row['method'], int(row['shots']))]
+        mean, std = statistics.fmean(values), statistics.stdev(values)
+        assert row['backbone'] == 'tiny-clip' and int(row['digits n']) == len(SEEDS)
+        assert float(row['digits mean']) == pytest.approx(mean, abs=1e-4)
+        assert float(row['digits std']) == pytest.approx(std, abs=1e-4)
+        assert f"| {row['method']} | {row['shots']} | {mean:.2f} ± {std:.2f} (n={len(SEEDS)}) |" in md
+
+
+def test_plot_is_a_png_written_by_matplotlib(demo_sweep):
+    import matplotlib.image
+    path = osp.join(demo_sweep[0], 'plots', 'digits.png')
+    with open(path, 'rb') as f:
+        assert f.read(8) == PNG_MAGIC
+    assert osp.getsize(path) > 10_000
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 400
+    assert image[..., :3].std() > 0.05  # lines, text and axes, not a blank canvas
+    assert not [f for f in os.listdir(osp.dirname(path)) if f.endswith('.tmp')]
+
+
+def test_report_only_command_line(demo_sweep, tmp_path):
+    work_dir = demo_sweep[0]
+    os.remove(osp.join(work_dir, 'report.csv'))
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'sweep.py'), '--report-only', '--work-dir',
+                           work_dir], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert 'csv: ' + osp.join(work_dir, 'report.csv') in proc.stdout
+    assert len(_csv_rows(work_dir)) == 3
+    assert 'running' not in proc.stdout
+    # nothing to report: exit status 1, no files
+    assert main(['--report-only', '--work-dir', str(tmp_path)], io.StringIO()) == 1
+    assert not os.listdir(tmp_path)
+
+
+def test_dry_run_starts_nothing(demo_assets, tmp_path):
+    out = io.StringIO()
+    summary = sweep(_argv(tmp_path / 'sweep', demo_assets, shots=(1, 8), seeds=(3,), extra=['--dry-run']), out)
+    assert summary.exit_code == 0 and not summary.ran
+    assert not osp.exists(tmp_path / 'sweep')
+    lines = [line for line in out.getvalue().splitlines() if 'would run' in line]
+    assert len(lines) == 3
+    assert 'num_shots=1 fewshot_seed=3' in lines[0] and 'num_shots=8 fewshot_seed=3' in lines[1]
+    assert 'zeroshot_digits.py' in lines[2] and 'num_shots' not in lines[2]
+
+
+def test_dry_run_distributed_command(demo_assets, tmp_path):
+    out = io.StringIO()
+    sweep(_argv(tmp_path, demo_assets, configs=CONFIGS[:1], shots=(2,), seeds=(1,),
+                extra=['--dry-run', '--launcher', 'pytorch', '--gpus', '2']), out)
+    line = next(line for line in out.getvalue().splitlines() if 'would run' in line)
+    assert f'PYTHON={sys.executable}' in line
+    assert f"bash {osp.join(ROOT, 'tools', 'dist_train.sh')} {CONFIGS[0]} 2 --work-dir" in line
+
+
+def test_distributed_run(demo_assets, tmp_path, monkeypatch):
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    summary = sweep(_argv(tmp_path, demo_assets, configs=CONFIGS[:1], shots=(2,), seeds=(1,),
+                          extra=['--launcher', 'pytorch', '--gpus', '2']), io.StringIO())
+    assert summary.exit_code == 0 and len(summary.ran) == 1
+    record = _results(tmp_path)['tip_digits_16shot/shot2_seed1']
+    assert record['world_size'] == 2 and record['num_shots'] == 2 and record['seed'] == 1
+
+
+@pytest.mark.parametrize('option', ['num_shots=8', 'fewshot_seed=2'])
+def test_shots_and_seeds_only_through_their_arguments(tmp_path, option):
+    with pytest.raises(SystemExit):
+        main(['--configs', CONFIGS[0], '--work-dir', str(tmp_path), '--cfg-options', option])
+
+
+def test_failed_run_is_reported_and_the_sweep_goes_on(demo_assets, tmp_path):
+    out = io.StringIO()
+    argv = _argv(tmp_path, demo_assets, CONFIGS[:1], (1,), (1, 2),
+                 **{'model.backbone.pretrained': str(tmp_path / 'missing.pt')})
+    summary = sweep(argv, out)
+    output = out.getvalue()
+    assert summary.exit_code == 1
+    assert len(summary.ran) == 2 and len(summary.failed) == 2  # the first failure did not stop the sweep
+    assert all(code not in (0, -1) for _, code in summary.failed)
+    assert 'sweep finished: 2 run, 0 skipped, 2 failed' in output and output.count('FAILED') == 2
+    assert 'missing.pt' in output  # the tail of the run's log
+    assert not _results(tmp_path)
+    # a report over what exists lists the runs without results
+    atomic_json_dump(dict(method='Tip-Adapter', dataset='digits', num_shots=1, seed=3, backbone='tiny-clip',
+                          test_top1=50.), str(tmp_path / 'other' / 'results.json'))
+    write_reports(str(tmp_path), io.StringIO())
+    with open(tmp_path / 'report.md') as f:
+        md = f.read()
+    assert 'Runs without results.json' in md
+    assert str(tmp_path / 'tip_digits_16shot' / 'shot1_seed2') in md
+
+
+# ----------------------------------------------------------------------------------------------------------
+# aggregation of synthetic results
+
+
+def _accuracy(dataset, shots, seed, method='Tip-Adapter'):
+    """A made-up, distinct accuracy per cell."""
+    return 40. + 2 * (sorted(PAPER_DATASETS + ('digits',)).index(dataset)) + shots + 0.37 * seed + len(method)
+
+
+def _write(work_dir, datasets, method='Tip-Adapter', shots=(1, 2), seeds=(1, 2, 3), backbone='RN50'):
+    for ds in datasets:
+        for k in shots:
+            for s in seeds:
+                atomic_json_dump(dict(method=method, dataset=ds, num_shots=k, seed=s, backbone=backbone,
+                                      test_top1=_accuracy(ds, k, s, method), config=f'configs/x_{ds}.py'),
+                                 osp.join(work_dir, f'x_{ds}_{method}', f'shot{k}_seed{s}', 'results.json'))
+
+
+def _report(work_dir):
+    write_reports(str(work_dir), io.StringIO())
+    with open(osp.join(work_dir, 'report.md')) as f:
+        return f.read(), {(r['method'], int(r['shots'])): r for r in _csv_rows(work_dir)}
+
+
+def test_average_over_the_11_datasets_only_when_all_are_present(tmp_path):
+    _write(tmp_path, PAPER_DATASETS + ('digits',))
+    md, rows = _report(tmp_path)
+    row = rows[('Tip-Adapter', 2)]
+    assert 'average mean' in row and not any(c.startswith('avg (') for c in row)
+    per_seed = [statistics.fmean(_accuracy(ds, 2, s) for ds in PAPER_DATASETS) for s in (1, 2, 3)]
+    assert float(row['average mean']) == pytest.approx(statistics.fmean(per_seed), abs=1e-4)  # digits left out
+    assert float(row['average std']) == pytest.approx(statistics.stdev(per_seed), abs=1e-4)
+    assert int(row['average n']) == 3
+    header = next(line for line in md.splitlines() if line.startswith('| method'))
+    assert header.endswith('| ucf101 | digits | average |')
+    assert osp.isfile(tmp_path / 'plots' / 'average.png')
+
+    partial = tmp_path / 'partial'
+    _write(partial, PAPER_DATASETS[:10])  # ucf101 missing
+    md, rows = _report(partial)
+    row = rows[('Tip-Adapter', 1)]
+    assert 'average mean' not in row and 'avg (10 datasets) mean' in row
+    assert float(row['avg (10 datasets) mean']) == pytest.approx(
+        statistics.fmean(_accuracy(ds, 1, s) for ds in PAPER_DATASETS[:10] for s in (1, 2, 3)), abs=1e-4)
+    assert '| avg (10 datasets) |' in md and '| average |' not in md
+    assert not osp.exists(partial / 'plots' / 'average.png')
+
+
+def test_rows_with_different_coverage_get_their_own_average_column(tmp_path):
+    _write(tmp_path, PAPER_DATASETS, method='Tip-Adapter')
+    _write(tmp_path, PAPER_DATASETS[:3], method='Tip-Adapter-F', shots=(1,))
+    _write(tmp_path, PAPER_DATASETS[:2], method='Zero-shot CLIP', shots=(0,))
+    md, rows = _report(tmp_path)
+    assert set(rows) == {('Zero-shot CLIP', 0), ('Tip-Adapter', 1), ('Tip-Adapter', 2), ('Tip-Adapter-F', 1)}
+    assert rows[('Tip-Adapter', 1)]['average mean'] and not rows[('Tip-Adapter', 1)]['avg (3 datasets) mean']
+    assert rows[('Tip-Adapter-F', 1)]['avg (3 datasets) mean'] and not rows[('Tip-Adapter-F', 1)]['average mean']
+    assert rows[('Zero-shot CLIP', 0)]['avg (2 datasets) mean']
+    assert rows[('Tip-Adapter-F', 1)]['dtd mean'] == ''
+    assert list(rows) == [('Zero-shot CLIP', 0), ('Tip-Adapter', 1), ('Tip-Adapter', 2), ('Tip-Adapter-F', 1)]
+    assert f'### {LABEL}' in md  # RN50: the published numbers are listed
+
+
+def test_published_reference_only_for_rn50(tmp_path):
+    for backbone in ('RN50', 'ViT-B/16'):
+        results = [Result(path=f'/{backbone}/{m}/{k}/{s}', method=m, dataset='eurosat', backbone=backbone, shots=k,
+                          seed=s, top1=50. + k + s, config=m, mtime=0.)
+                   for m, shots in (('Zero-shot CLIP', (0,)), ('Tip-Adapter', (1, 16))) for k in shots
+                   for s in (1, 2)]
+        tables = aggregate(label_and_dedupe(results)[0])
+        path = str(tmp_path / f'{backbone.replace("/", "")}.png')
+        labels = plot_dataset(tables, 'eurosat', path)
+        with open(path, 'rb') as f:
+            assert f.read(8) == PNG_MAGIC
+        refs = [label for label in labels if LABEL in label]
+        if backbone == 'RN50':
+            assert refs == [f'Zero-shot CLIP: {LABEL}', f'Tip-Adapter: {LABEL}']
+        else:
+            assert refs == []
+
+
+def test_same_method_from_two_experiments_is_split(tmp_path):
+    for group, acc in (('tip_f_feature_bank', 80.), ('tip_f_image', 70.)):
+        for seed in (1, 2):
+            atomic_json_dump(dict(method='Tip-Adapter-F', dataset='digits', num_shots=4, seed=seed,
+                                  backbone='tiny-clip', test_top1=acc + seed, config='configs/tip_f.py'),
+                             str(tmp_path / group / f'shot4_seed{seed}' / 'results.json'))
+    _, rows = _report(tmp_path)
+    assert float(rows[('Tip-Adapter-F [tip_f_feature_bank]', 4)]['digits mean']) == pytest.approx(81.5)
+    assert float(rows[('Tip-Adapter-F [tip_f_image]', 4)]['digits mean']) == pytest.approx(71.5)
+
+
+def test_published_numbers():
+    assert set(PUBLISHED) == {'Zero-shot CLIP', 'Tip-Adapter', 'Tip-Adapter-F'}
+    for table in PUBLISHED.values():
+        assert set(table) == set(PAPER_DATASETS)
+    assert published('Tip-Adapter', 'imagenet') == {1: 60.70, 2: 60.96, 4: 60.98, 8: 61.45, 16: 62.01}
+    assert published('Tip-Adapter-F', 'fgvc_aircraft')[16] == 35.55
+    assert published('Zero-shot CLIP', 'eurosat') == {0: 37.52}
+    assert published('Tip-Adapter', 'imagenet', 'ViT-B/16') is None
+    # the 11-dataset means of the note (computed there from the same rows): a check of the transcription
+    means = {'Zero-shot CLIP': {0: 58.89},
+             'Tip-Adapter': {16: 70.32, 8: 68.50, 4: 66.54, 2: 64.62, 1: 62.33},
+             'Tip-Adapter-F': {16: 75.83, 8: 72.45, 4: 69.67, 2: 66.65, 1: 64.60}}
+    for method, expected in means.items():
+        assert {k: round(v, 2) for k, v in dataset_mean(method).items()} == expected
