@@ -5,15 +5,15 @@ import json
 import os
 import os.path as osp
 import pickle
-import random
 import sys
 import types
-from collections import defaultdict
 
 import numpy as np
 import pytest
 from mmengine.registry import init_default_scope
 from PIL import Image
+
+from folders import dassl_fewshot
 
 from tip_adapter_mm.datasets import (COOP_DATASETS, IMAGENET_VARIANTS, CoOpSplitDataset, FGVCAircraft,
                                      ImageNetVariant)
@@ -24,23 +24,6 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PIPELINE = [dict(type='LoadImageFromFile', imdecode_backend='pillow'), dict(type='PackInputs')]
 PETS = ['abyssinian', 'american_bulldog', 'Bengal']  # label order
 COUNTS = dict(train=7, val=5, test=2)
-
-
-def dassl_fewshot(items, num_shots, seed, repeat=True):
-    """Dassl's generate_fewshot_dataset (datasets/base_dataset.py), as CoOp and Tip-Adapter use it."""
-    random.seed(seed)
-    tracker = defaultdict(list)
-    for item in items:
-        tracker[item[1]].append(item)
-    output = []
-    for _, group in tracker.items():
-        if len(group) >= num_shots:
-            output.extend(random.sample(group, num_shots))
-        elif repeat:
-            output.extend(random.choices(group, k=num_shots))
-        else:
-            output.extend(group)
-    return output
 
 
 def write_jpg(path, seed=0):

@@ -1,32 +1,13 @@
 """FewShotImageFolder on small replicas of the ImageNet folder layout."""
-import random
-from collections import defaultdict
 
 import pytest
 from mmengine.registry import init_default_scope
 
-from folders import write_image_folder
+from folders import dassl_fewshot, write_image_folder
 from tip_adapter_mm.datasets import FewShotImageFolder
 
 init_default_scope('mmpretrain')
 IMAGENET_DIRS = dict(train='train', val=None, test='val')
-
-
-def dassl_fewshot(items, num_shots, seed, repeat=True):
-    """Dassl's generate_fewshot_dataset (datasets/base_dataset.py), as CoOp and Tip-Adapter use it."""
-    random.seed(seed)
-    tracker = defaultdict(list)
-    for item in items:
-        tracker[item[1]].append(item)
-    output = []
-    for label, group in tracker.items():
-        if len(group) >= num_shots:
-            output.extend(random.sample(group, num_shots))
-        elif repeat:
-            output.extend(random.choices(group, k=num_shots))
-        else:
-            output.extend(group)
-    return output
 
 
 @pytest.fixture(scope='module')
