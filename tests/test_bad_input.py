@@ -89,3 +89,22 @@ def test_head_refuses_mismatched_state_dict_directly():
     state['cache_keys'] = torch.zeros(30, 64)
     with pytest.raises(ValueError, match=r'cache_keys has shape \(30, 64\) but the config builds \(20, 64\)'):
         head.load_state_dict(state)
+
+
+def test_unreadable_test_image_is_named_or_skipped_and_counted(demo_assets, tmp_path):
+    import shutil
+
+    from conftest import read_results
+    digits, _ = demo_assets
+    root = tmp_path / 'digits'
+    shutil.copytree(digits, root)
+    broken = sorted((root / 'test' / '3').iterdir())[0]
+    broken.write_bytes(broken.read_bytes()[:40])  # a truncated PNG
+    roots = {f'{k}.dataset.data_root': str(root) for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+    with pytest.raises(RuntimeError, match=rf"cannot read image '.*{broken.name}'"):
+        main_test([CONFIG, '--work-dir', str(tmp_path / 'a'), '--cfg-options', *demo_options(demo_assets, **roots)])
+    assert not osp.exists(tmp_path / 'a' / 'results.json')
+    main_test([CONFIG, '--work-dir', str(tmp_path / 'b'), '--cfg-options',
+               *demo_options(demo_assets, **roots, **{'test_dataloader.dataset.skip_unreadable': True})])
+    res = read_results(tmp_path / 'b')
+    assert res['skipped_images']['test'] == 1 and res['test_size'] == 497 - 1

@@ -26,7 +26,7 @@ def build_dataset(runner, loader_key: str):
 
 def image_dataset(dataset):
     """The image dataset behind a feature bank or a class subset (or the dataset itself)."""
-    while hasattr(dataset, 'dataset'):
+    while dataset is not None and hasattr(dataset, 'dataset'):
         dataset = dataset.dataset
     return dataset
 

@@ -8,6 +8,7 @@ from mmpretrain.registry import HOOKS
 
 from ...utils import atomic_json_dump
 from ..features import unwrap
+from .build_cache_hook import image_dataset
 from ..record import KEY, get_record, update_record
 
 #: record fields that a checkpoint carries from the run that made it
@@ -84,6 +85,12 @@ class ResultsHook(Hook):
             beta=float(head.beta) if hasattr(head, 'beta') else None,
             test_top1=_metric(metrics, 'accuracy/top1'), test_top5=_metric(metrics, 'accuracy/top5'),
             test_size=len(runner.test_dataloader.dataset), timings=timings)
+        skipped = {}
+        for split, loader in (('train', runner._train_dataloader), ('test', runner.test_dataloader)):
+            dataset = image_dataset(getattr(loader, 'dataset', None))
+            if dataset is not None and hasattr(dataset, 'metainfo'):
+                skipped[split] = len(dataset.metainfo.get('skipped_images') or ())
+        record['skipped_images'] = skipped
         for split in ('base', 'novel'):
             if f'{split}/top1' in metrics:
                 record[f'test_{split}_top1'] = float(metrics[f'{split}/top1'])
