@@ -54,6 +54,8 @@ def test_num_shots_and_seed_flow_into_head_and_datasets():
     # num_workers > 0 keeps workers alive between epochs; 0 workers must not ask for it (it would crash)
     assert cfg.train_dataloader.persistent_workers is True
     assert _cfg('tip_digits_16shot.py').train_dataloader.persistent_workers is False
+    assert _cfg('tip_imagenet_16shot.py', 'train_dataloader.num_workers=0').train_dataloader.persistent_workers is False
+    assert _cfg('tip_f_imagenet_16shot.py').train_dataloader.num_workers == 0  # the feature bank is in memory
 
 
 @pytest.mark.parametrize('base,name,dim', [('clip_rn50', 'RN50', 1024), ('clip_rn101', 'RN101', 512),

@@ -27,19 +27,6 @@ def merge_common_args(cfg: Config, args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(args.config)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(key)
-        if not loader:
-            continue
-        loader.setdefault('collate_fn', dict(type='default_collate'))
-        # mmpretrain's tools force persistent workers (so augmentations differ between epochs); that
-        # crashes with num_workers=0, where a single process already gives fresh randomness every epoch
-        loader.setdefault('persistent_workers', loader.get('num_workers', 0) > 0)
-        loader.setdefault('pin_memory', torch.cuda.is_available())
-        if getattr(args, 'no_pin_memory', False):
-            loader['pin_memory'] = False
-        if getattr(args, 'no_persistent_workers', False):
-            loader['persistent_workers'] = False
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     apply_dataset_keys(cfg)
@@ -47,6 +34,19 @@ def merge_common_args(cfg: Config, args) -> Config:
     apply_train_keys(cfg)
     apply_base_classes(cfg)
     apply_hp_selection(cfg)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if not loader:
+            continue
+        loader.setdefault('collate_fn', dict(type='default_collate'))
+        # mmpretrain's tools force persistent workers (so augmentations differ between epochs); that crashes
+        # with num_workers=0 (which --cfg-options may set), where one process gives fresh randomness anyway
+        loader.setdefault('persistent_workers', loader.get('num_workers', 0) > 0)
+        loader.setdefault('pin_memory', torch.cuda.is_available())
+        if getattr(args, 'no_pin_memory', False):
+            loader['pin_memory'] = False
+        if getattr(args, 'no_persistent_workers', False):
+            loader['persistent_workers'] = False
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(getattr(args, 'local_rank', 0))
     return cfg
