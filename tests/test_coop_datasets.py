@@ -412,3 +412,4 @@ def test_distribution_shift_configs(variant):
     assert (ds.type, ds.variant, ds.imagenet_root) == ('ImageNetVariant', f'imagenet_{variant}', 'data/imagenet')
     assert ds.pipeline[1]['type'] == 'ResizeEdge' and 'split_dirs' not in ds  # replaced, not merged
     assert cfg.model.head.type == 'CacheHead'  # the ImageNet model, unchanged
+    assert cfg.test_evaluator.get('restrict_to_subset', False) == (variant in ('a', 'r'))  # 200-way, as CoOp

@@ -410,3 +410,21 @@ def test_load_partial_cache_not_ready():
     head = _head(c=5, d=16, k=3)
     result = head.load_state_dict(ckpt, strict=False)
     assert result.missing_keys == ['support'] and not bool(head.cache_ready)
+
+
+def test_accuracy_restricted_to_the_classes_of_a_subset():
+    from tip_adapter_mm.evaluation import BaseNovelAccuracy
+    scores = torch.tensor([[0.1, 0.5, 0.3, 0.1], [0.6, 0.1, 0.2, 0.1], [0.2, 0.2, 0.1, 0.5]])
+    labels = [2, 2, 3]
+    samples = [dict(pred_score=s, gt_label=torch.tensor([y])) for s, y in zip(scores, labels)]
+    full = BaseNovelAccuracy(topk=(1, ))
+    full.process(None, samples)
+    assert full.compute_metrics(full.results)['accuracy/top1'] == pytest.approx(100 / 3)
+    subset = BaseNovelAccuracy(topk=(1, ), restrict_to_subset=True)
+    subset.dataset_meta = dict(subset_classes=(2, 3))
+    subset.process(None, samples)
+    assert subset.compute_metrics(subset.results)['accuracy/top1'] == pytest.approx(100.)
+    base = BaseNovelAccuracy(base_classes=[2], topk=(1, ))
+    base.process(None, samples)
+    metrics = base.compute_metrics(base.results)
+    assert metrics['base/top1'] == pytest.approx(0.) and metrics['novel/top1'] == pytest.approx(100.)

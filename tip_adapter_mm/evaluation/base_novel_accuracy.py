@@ -16,6 +16,9 @@ class BaseNovelAccuracy(BaseMetric):
         base_classes (list[int], optional): the base classes; without them only the overall accuracy is
             reported (e.g. a transfer to another dataset, whose classes are all new).
         topk (sequence of int): overall top-k accuracies. Defaults to (1, 5).
+        restrict_to_subset (bool): predict among the classes the test set has only
+            (``dataset_meta['subset_classes']``, e.g. the 200 classes of ImageNet-A and -R, as CoOp evaluates
+            them); without that key all classes are kept.
         collect_device (str): 'cpu' or 'gpu'.
         prefix (str, optional): metric name prefix.
     """
@@ -23,14 +26,20 @@ class BaseNovelAccuracy(BaseMetric):
     default_prefix = None
 
     def __init__(self, base_classes: Optional[Sequence[int]] = None, topk: Sequence[int] = (1, 5),
-                 collect_device: str = 'cpu', prefix: Optional[str] = None):
+                 restrict_to_subset: bool = False, collect_device: str = 'cpu', prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
+        self.restrict_to_subset = restrict_to_subset
         self.base_classes = None if base_classes is None else sorted({int(c) for c in base_classes})
         self.topk = tuple(topk)
 
     def process(self, data_batch, data_samples: Sequence[dict]):
+        subset = (self.dataset_meta or {}).get('subset_classes') if self.restrict_to_subset else None
         for sample in data_samples:
             score = sample['pred_score'].cpu()
+            if subset:
+                masked = torch.full_like(score, float('-inf'))
+                masked[list(subset)] = score[list(subset)]
+                score = masked
             self.results.append((score.topk(min(max(self.topk), score.numel())).indices,
                                  int(sample['gt_label'])))
 
