@@ -1,6 +1,6 @@
 # EuroSAT, few-shot: data/eurosat/split_zhou_EuroSAT.json, images under data/eurosat/2750.
 # Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
-_base_ = ['./coop_fewshot.py']
+_base_ = ['./fewshot_224.py']
 dataset_name = 'eurosat'
 num_classes = 10
 init_alpha = 2.0

@@ -1,6 +1,6 @@
 # FGVCAircraft, few-shot: data/fgvc_aircraft/variants.txt, images_variant_{train,val,test}.txt, images/.
 # Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
-_base_ = ['./coop_fewshot.py']
+_base_ = ['./fewshot_224.py']
 dataset_name = 'fgvc_aircraft'
 num_classes = 100
 init_alpha = 5.0

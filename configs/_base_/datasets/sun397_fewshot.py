@@ -1,6 +1,6 @@
 # SUN397, few-shot: data/sun397/split_zhou_SUN397.json, images under data/sun397/SUN397.
 # Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
-_base_ = ['./coop_fewshot.py']
+_base_ = ['./fewshot_224.py']
 dataset_name = 'sun397'
 num_classes = 397
 init_alpha = 1.17

@@ -1,6 +1,6 @@
 # UCF101, few-shot: data/ucf101/split_zhou_UCF101.json, images under data/ucf101/UCF-101-midframes.
 # Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
-_base_ = ['./coop_fewshot.py']
+_base_ = ['./fewshot_224.py']
 dataset_name = 'ucf101'
 num_classes = 101
 init_alpha = 3.0

@@ -1,5 +1,6 @@
-# Shared settings of the CoOp few-shot datasets (CoOp's DATASETS.md layout under data/, split_zhou_*.json
-# splits). Each data file inherits this one and names its dataset; see the README data guide.
+# Shared settings of the few-shot datasets at CLIP's 224 px: the official augmentation and CLIP's
+# preprocessing, loaders for the train / val / test splits. Each dataset file inherits this one and names its
+# dataset (the CoOp split-file datasets by default); see the README data guide.
 num_shots = 16
 fewshot_seed = 1
 hp_selection = 'full_val'  # the official protocol of the 10 datasets: search on the whole validation split
