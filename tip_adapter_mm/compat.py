@@ -1,65 +1,60 @@
-"""Every shim the project needs on top of mmengine 0.10.7 with current torch (2.13 to 2.15).
+"""What the project needs on top of mmengine 0.10.7 with current torch (2.6 and newer).
 
-Each function names the upstream bug it covers. :func:`install` applies the import-time shims; it runs when
-``tip_adapter_mm`` is imported (configs import it through ``custom_imports``).
+Importing this module registers one file backend (``'atomic_local'``) and patches nothing. Each workaround is
+chosen by the config (the backend, :class:`~tip_adapter_mm.engine.hooks.MMEngineCompatHook`) or applied
+for the duration of a block (:func:`cached_checkpoint_meta`), so every entry point (the project's tools,
+mmpretrain's tools, ``mim``, ``Runner.from_cfg``) runs with the same ones. Each names its upstream bug.
 """
-import os.path as osp
+from contextlib import contextmanager
 
 import torch
-
-_INSTALLED = False
-
-
-def _load_local_checkpoint(filename, map_location):
-    """mmengine's local checkpoint loader, with ``weights_only=False``.
-
-    Upstream: mmengine 0.10.7 calls ``torch.load(filename, map_location)`` and torch >= 2.6 defaults to
-    ``weights_only=True``, so resuming any training checkpoint fails with ``Unsupported global:
-    mmengine.logging.history_buffer.HistoryBuffer`` (open-mmlab/mmengine#1655, fix in PR #1650, unreleased).
-    Allow-listing the globals would need ``builtins.getattr``, which defeats ``weights_only``; checkpoints are
-    trusted files written by the user's own runs.
-    """
-    filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} can not be found')
-    return torch.load(filename, map_location=map_location, weights_only=False)
+from mmengine.fileio.backends import LocalBackend, register_backend
 
 
-def _atomic_put(self, obj, filepath):
-    """``LocalBackend.put`` that never leaves a half-written file.
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend whose ``put`` never leaves a half-written file.
 
     Upstream: mmengine's ``LocalBackend.put`` (used by ``save_checkpoint``) opens the target with 'wb' and
     writes into it, so a run killed while saving leaves a truncated ``epoch_N.pth`` that ``--resume`` then
-    picks up. Write to a temporary file in the same folder and rename it into place.
+    picks up. This backend writes to a temporary file in the same folder and renames it into place. It is
+    registered under the name ``'atomic_local'`` and chosen by the configs
+    (``CheckpointHook(backend_args=dict(backend='atomic_local'))``), so mmengine's own backend is unchanged.
     """
-    from .utils.io import atomic_write_path
-    with atomic_write_path(str(filepath)) as tmp:
-        with open(tmp, 'wb') as f:
-            f.write(obj)
+
+    def put(self, obj, filepath):
+        from .utils.io import atomic_write_path
+        with atomic_write_path(str(filepath)) as tmp:
+            with open(tmp, 'wb') as f:
+                f.write(obj)
 
 
-_PRETTY_TEXT_CACHE = {}
+register_backend('atomic_local', AtomicLocalBackend, force=True)
+
+#: what the project's checkpoint writes pass to mmengine
+ATOMIC_BACKEND_ARGS = dict(backend='atomic_local')
 
 
 def _cached_pretty_text(original):
-    """``Config.pretty_text`` computed once per config content.
+    """``Config.pretty_text`` computed once per config content and formatting flag.
 
     Upstream: mmengine's ``Runner.save_checkpoint`` stores ``cfg.pretty_text`` in every checkpoint's meta,
     and ``pretty_text`` re-formats the whole config with yapf each time (about 0.2 s); with a checkpoint per
     epoch of a training that takes milliseconds per epoch, this formatting dominated the run.
     """
+    cache = {}
+
     def pretty_text(self):
-        key = repr(self._cfg_dict.to_dict())
-        if key not in _PRETTY_TEXT_CACHE:
-            if len(_PRETTY_TEXT_CACHE) > 64:
-                _PRETTY_TEXT_CACHE.clear()
-            _PRETTY_TEXT_CACHE[key] = original.fget(self)
-        return _PRETTY_TEXT_CACHE[key]
+        key = (repr(self._cfg_dict.to_dict()), bool(getattr(self, '_format_python_code', True)))
+        if key not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = original.fget(self)
+        return cache[key]
     return property(pretty_text)
 
 
 def _cached_git_hash(original):
-    """``get_git_hash`` run once per process.
+    """``get_git_hash`` run once per run.
 
     Upstream: ``Runner.save_checkpoint`` calls ``get_git_hash()``, which forks ``git rev-parse HEAD``, for
     every checkpoint's meta; with a checkpoint per epoch of a few-millisecond epoch, that fork dominates.
@@ -74,20 +69,23 @@ def _cached_git_hash(original):
     return get_git_hash
 
 
-def install():
-    """Apply the import-time shims (idempotent)."""
-    global _INSTALLED
-    if _INSTALLED:
-        return
-    from mmengine.config import Config
-    from mmengine.fileio.backends import LocalBackend
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(prefixes='', force=True)(_load_local_checkpoint)
-    LocalBackend.put = _atomic_put
-    Config.pretty_text = _cached_pretty_text(Config.pretty_text)
+@contextmanager
+def cached_checkpoint_meta():
+    """Within the block, ``Config.pretty_text`` and ``get_git_hash`` are computed once (see above).
+
+    Used around the fine-tuning loop, which saves a checkpoint per epoch; mmengine is restored when the block
+    ends, also on an error, so nothing outside the run changes.
+    """
     import mmengine.runner.runner as runner_module
-    runner_module.get_git_hash = _cached_git_hash(runner_module.get_git_hash)
-    _INSTALLED = True
+    from mmengine.config import Config
+    saved_text, saved_hash = Config.__dict__['pretty_text'], runner_module.get_git_hash
+    Config.pretty_text = _cached_pretty_text(saved_text)
+    runner_module.get_git_hash = _cached_git_hash(saved_hash)
+    try:
+        yield
+    finally:
+        Config.pretty_text = saved_text
+        runner_module.get_git_hash = saved_hash
 
 
 def init_cpu_distributed(cfg):

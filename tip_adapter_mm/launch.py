@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 from . import compat
+from .utils.checkpoint import CheckpointError, safe_load
 
 
 def default_work_dir(config_path: str) -> str:
@@ -208,9 +209,9 @@ def _head_shapes(head_cfg: dict):
 
 def check_checkpoint(path: str, head_cfg: dict):
     """Raise if the checkpoint's head does not fit the configured head (names the file and both shapes)."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
-    state = compat._load_local_checkpoint(path, 'cpu')
+    state = safe_load(path, 'cpu')
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(state).__name__}, not a state dict")
     state = state.get('state_dict', state)
     for name, expected in _head_shapes(head_cfg).items():
         key = next((k for k in state if k.endswith('head.' + name)), None)

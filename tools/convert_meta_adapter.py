@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 
 from tip_adapter_mm.utils import atomic_torch_save  # noqa: E402
+from tip_adapter_mm.utils.checkpoint import safe_load  # noqa: E402
 
 ADAPTER_KEYS = ('q_proj.weight', 'k_proj.weight', 'alpha_proj.weight', 'alpha_proj.bias')
 
@@ -86,18 +87,8 @@ def adapter_state_dict(state, src: str = '<state dict>') -> dict:
 
 
 def _load(src: str):
-    """``torch.load`` with ``weights_only=True`` (official files are plain state dicts); a checkpoint of this
-    project's own runs (it references mmengine classes, e.g. the message hub) is loaded with
-    ``weights_only=False`` as mmengine does."""
-    try:
-        return torch.load(src, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 - name the file whatever went wrong
-        if 'mmengine' in str(e):
-            try:
-                return torch.load(src, map_location='cpu', weights_only=False)
-            except Exception as e2:  # noqa: BLE001
-                e = e2
-        raise ValueError(f"cannot read '{src}' as a torch state dict: {e}") from e
+    """Read ``src`` with ``torch.load(weights_only=True)``: tensors and plain values only, never code."""
+    return safe_load(src, map_location='cpu', what='Meta-Adapter weights file')
 
 
 def convert(src: str, dst: str, feat_dim=None) -> dict:

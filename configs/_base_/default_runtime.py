@@ -6,9 +6,11 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1),
+    checkpoint=dict(type='CheckpointHook', interval=1, backend_args=dict(backend='atomic_local')),  # no half-written file
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
+    # refuses checkpoints that would run code; keeps the run's own loadable with weights_only=True
+    compat=dict(type='MMEngineCompatHook'),
 )
 
 env_cfg = dict(

@@ -1,7 +1,7 @@
 """A tiny open_clip CLIP, pretrained contrastively on the digits in about 20 s, for the offline demo.
 
 Real CLIP weights cannot be downloaded here, so the demo pretrains its own CLIP: the ``tiny-clip``
-architecture of ``tiny_clip.json`` (a small ViT for 32x32 images and a small text transformer with
+architecture of ``tiny-clip.json`` (a small ViT for 32x32 images and a small text transformer with
 open_clip's default tokenizer) is trained with CLIP's InfoNCE loss on the ``pretrain`` split of the digits
 (:mod:`.digits`), with captions made from :data:`DIGIT_TEMPLATES`. A fraction of the captions name a
 wrong, look-alike digit on purpose, so that zero-shot CLIP is clearly imperfect (about 65 % test top-1) and
@@ -27,7 +27,7 @@ from .digits import DIGIT_CLASSNAMES, DIGIT_TEMPLATES, prepare_digits
 TINY_CLIP_NAME = 'tiny-clip'
 
 #: The open_clip model config of the tiny CLIP.
-TINY_CLIP_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), 'tiny_clip.json')
+TINY_CLIP_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), 'tiny-clip.json')
 
 #: CLIP's image normalisation (OpenAI mean and std, RGB).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -41,19 +41,15 @@ DIGIT_CONFUSIONS = {0: 6, 6: 0, 1: 7, 7: 1, 2: 5, 5: 2, 3: 8, 8: 3, 4: 9, 9: 4}
 
 
 def register_tiny_clip() -> str:
-    """Register ``tiny_clip.json`` with open_clip as ``'tiny-clip'`` (idempotent, cheap); return the name.
+    """Register ``tiny-clip.json`` with open_clip (public ``add_model_config``; idempotent); return the name.
 
-    ``open_clip.add_model_config`` names a config after its file stem (``tiny_clip``); the config is also
-    registered under :data:`TINY_CLIP_NAME`, the name the project uses.
+    Called by :class:`~tip_adapter_mm.models.CLIPBackbone` when a config asks for ``'tiny-clip'``, never at
+    import time.
     """
     import open_clip
-    from open_clip import factory
 
-    if TINY_CLIP_NAME in factory._MODEL_CONFIGS:
-        return TINY_CLIP_NAME
-    open_clip.add_model_config(TINY_CLIP_CONFIG)  # public API: registers the file stem 'tiny_clip'
-    with open(TINY_CLIP_CONFIG, 'r', encoding='utf-8') as f:
-        factory._MODEL_CONFIGS[TINY_CLIP_NAME] = json.load(f)
+    if TINY_CLIP_NAME not in open_clip.list_models():
+        open_clip.add_model_config(TINY_CLIP_CONFIG)  # registers the file stem, 'tiny-clip'
     return TINY_CLIP_NAME
 
 

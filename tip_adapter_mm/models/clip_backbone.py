@@ -24,6 +24,9 @@ def resolve_model_name(model_name: str, pretrained: Optional[str]) -> str:
     """
     import open_clip
     name = OPENAI_NAMES.get(model_name, model_name)
+    from ..demo.tiny_clip import TINY_CLIP_NAME, register_tiny_clip
+    if name == TINY_CLIP_NAME:  # the embedded demo's model: registered with open_clip when asked for
+        register_tiny_clip()
     known = open_clip.list_models()
     if pretrained == 'openai' and not name.endswith('-quickgelu') and f'{name}-quickgelu' in known:
         name = f'{name}-quickgelu'

@@ -3,6 +3,7 @@ from typing import Optional, Sequence
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
 
+from ...compat import ATOMIC_BACKEND_ARGS, cached_checkpoint_meta
 from ...functional import tip_search_grids
 from ..hooks.build_cache_hook import find_cache_hook
 from ..hooks.epoch_selection_hook import EpochSelectionHook
@@ -66,6 +67,10 @@ class FinetuneLoop(EpochBasedTrainLoop):
         runner.register_hook(self.selection_hook)
 
     def run(self):
+        with cached_checkpoint_meta():  # a checkpoint per epoch: format the config and ask git once
+            return self._run()
+
+    def _run(self):
         runner = self.runner
         runner.call_hook('before_train')
         find_cache_hook(runner).features(runner, self.selection_hook.split)  # encoded once, before training
@@ -84,7 +89,8 @@ class FinetuneLoop(EpochBasedTrainLoop):
                       search_scale=self.search_scale if self.search else None,
                       search_step=self.search_step if self.search else None, max_epochs=self._max_epochs,
                       trained_in=type(self.dataloader.dataset).__name__)
-        runner.save_checkpoint(runner.work_dir, 'final.pth', save_optimizer=False, save_param_scheduler=False)
+        runner.save_checkpoint(runner.work_dir, 'final.pth', save_optimizer=False, save_param_scheduler=False,
+                               backend_args=ATOMIC_BACKEND_ARGS)
         if self.run_test:
             runner.test_loop.run()
         return runner.model
