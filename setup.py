@@ -12,8 +12,8 @@ setup(
     install_requires=[
         # a matching pair, chosen by pip: torchvision pins its torch exactly. Never pin torch==2.13.0 alone:
         # some pip configurations then offer a CPU-only wheel that torchvision's compiled ops cannot load.
-        'torch>=2.4,<2.16',
-        'torchvision>=0.19,<0.31',
+        'torch>=2.6,<2.16',  # 2.6: torch.load defaults to weights_only=True
+        'torchvision>=0.21,<0.31',
         'open_clip_torch>=3.0,<4',
         'mmengine>=0.10.7,<1.0',
         # full mmcv has no wheels for current torch; mmpretrain only needs the lite build
@@ -25,4 +25,7 @@ setup(
         'matplotlib',
     ],
     extras_require={'tests': ['pytest']},
+    entry_points={'console_scripts': ['tip-adapter-sweep=tip_adapter_mm.sweep.cli:main',
+                                      'tip-adapter-train=tip_adapter_mm.cli.train:main',
+                                      'tip-adapter-test=tip_adapter_mm.cli.test:main']},
 )

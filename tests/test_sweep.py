@@ -1,9 +1,11 @@
-"""tools/sweep.py: runs configs x shots x seeds, resumes, and aggregates results.json into reports and plots."""
+"""tip_adapter_mm.sweep (tip-adapter-sweep, tools/sweep.py): runs configs x shots x seeds, resumes, and aggregates
+results.json into reports and plots."""
 import csv
 import io
 import json
 import os
 import os.path as osp
+import shutil
 import statistics
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import pytest
 from conftest import ROOT, demo_options
 
 from tip_adapter_mm.published import LABEL, PAPER_DATASETS, PUBLISHED, dataset_mean, published
-from tip_adapter_mm.sweep import (Result, aggregate, label_and_dedupe, main, plot_dataset, sweep,
+from tip_adapter_mm.sweep import (Result, Run, aggregate, label_and_dedupe, main, plot_dataset, run_command, sweep,
                                   write_reports)
 from tip_adapter_mm.utils import atomic_json_dump
 
@@ -135,6 +137,32 @@ def test_report_only_command_line(demo_sweep, tmp_path):
     assert not os.listdir(tmp_path)
 
 
+def test_console_script_outside_the_repository(demo_sweep, tmp_path):
+    """tip-adapter-sweep, the installed console script, started in a folder outside the repository."""
+    script = osp.join(osp.dirname(sys.executable), 'tip-adapter-sweep')
+    assert osp.isfile(script), f'{script} is missing: `pip install -e .` installs the console scripts'
+    work_dir = str(tmp_path / 'results')
+    shutil.copytree(demo_sweep[0], work_dir, ignore=shutil.ignore_patterns('report.*', 'plots'))
+    assert not osp.exists(osp.join(work_dir, 'report.md'))
+    cwd = tmp_path / 'elsewhere'
+    cwd.mkdir()
+    assert not osp.realpath(cwd).startswith(osp.realpath(ROOT) + os.sep)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run([script, '--report-only', '--work-dir', work_dir], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for key, name in (('md', 'report.md'), ('csv', 'report.csv'), ('digits', osp.join('plots', 'digits.png'))):
+        assert f'{key}: {osp.join(work_dir, name)}' in proc.stdout
+    assert 'running' not in proc.stdout
+    assert _csv_rows(work_dir) == _csv_rows(demo_sweep[0])  # the same report as the sweep's own
+    with open(osp.join(work_dir, 'report.md')) as f:
+        md = f.read()
+    assert f'Work dir: `{work_dir}` (6 results.json)' in md and '| method | shots | digits |' in md
+    with open(osp.join(work_dir, 'plots', 'digits.png'), 'rb') as f:
+        assert f.read(8) == PNG_MAGIC
+    assert not os.listdir(cwd)  # nothing written where it was started
+
+
 def test_dry_run_starts_nothing(demo_assets, tmp_path):
     out = io.StringIO()
     summary = sweep(_argv(tmp_path / 'sweep', demo_assets, shots=(1, 8), seeds=(3,), extra=['--dry-run']), out)
@@ -151,8 +179,44 @@ def test_dry_run_distributed_command(demo_assets, tmp_path):
     sweep(_argv(tmp_path, demo_assets, configs=CONFIGS[:1], shots=(2,), seeds=(1,),
                 extra=['--dry-run', '--launcher', 'pytorch', '--gpus', '2']), out)
     line = next(line for line in out.getvalue().splitlines() if 'would run' in line)
-    assert f'PYTHON={sys.executable}' in line
-    assert f"bash {osp.join(ROOT, 'tools', 'dist_train.sh')} {CONFIGS[0]} 2 --work-dir" in line
+    assert f'would run: {sys.executable} -m torch.distributed.run --nproc_per_node 2 --master_port ' in line
+    assert f' -m tip_adapter_mm.cli.train {CONFIGS[0]} --launcher pytorch --work-dir' in line
+    assert osp.join(ROOT, 'tools') not in line
+
+
+def test_run_command_starts_the_package_modules(tmp_path, monkeypatch):
+    """Both launchers start tip_adapter_mm.cli.train as a module of this interpreter: nothing from tools/."""
+    for var in ('PORT', 'NNODES', 'NODE_RANK', 'MASTER_ADDR'):
+        monkeypatch.delenv(var, raising=False)
+    run = Run(CONFIGS[0], 2, 1, str(tmp_path / 'run'))
+    train_args = ['--work-dir', str(tmp_path / 'run'), '--cfg-options', 'a=1', 'num_shots=2', 'fewshot_seed=1']
+    argv, env = run_command(run, ['a=1'])
+    assert argv == [sys.executable, '-m', 'tip_adapter_mm.cli.train', CONFIGS[0], *train_args]
+    commands = [argv]
+
+    argv, dist_env = run_command(run, ['a=1'], 'pytorch', 2)
+    assert dist_env == env
+    assert argv[:6] == [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port']
+    assert 0 < int(argv[6]) < 65536  # a free port
+    assert argv[7:] == ['-m', 'tip_adapter_mm.cli.train', CONFIGS[0], '--launcher', 'pytorch', *train_args]
+    commands.append(argv)
+
+    monkeypatch.setenv('PORT', '29517')
+    monkeypatch.setenv('NNODES', '2')
+    argv = run_command(run, ['a=1'], 'pytorch', 4)[0]
+    assert argv[3:9] == ['--nproc_per_node', '4', '--master_port', '29517', '--nnodes', '2']
+    assert argv[9:11] == ['-m', 'tip_adapter_mm.cli.train']
+    commands.append(argv)
+    for argv in commands:
+        assert not any(osp.join(ROOT, 'tools') in a or a.endswith(('.sh', 'train.py')) for a in argv), argv
+
+    # the environment a run adds lets its processes import this copy of the package, from any folder
+    probe = [sys.executable, '-c', 'import importlib.util; print(importlib.util.find_spec("tip_adapter_mm").origin)']
+    base = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run(probe, cwd=tmp_path, env={**base, **env}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    import tip_adapter_mm
+    assert osp.realpath(proc.stdout.strip()) == osp.realpath(tip_adapter_mm.__file__)
 
 
 def test_distributed_run(demo_assets, tmp_path, monkeypatch):
