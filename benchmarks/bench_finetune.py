@@ -190,7 +190,7 @@ def run_one(config, work_dir, path, seed, epochs, name, verbose, extra_options=(
     """Train ``config`` with ``train_from=path`` and ``fewshot_seed=seed``; return a result row."""
     from mmengine.config import Config
 
-    from tip_adapter_mm.launch import build_runner, merge_common_args, parse_train_args
+    from tip_adapter_mm.launch import build_runner, merge_train_args, parse_train_args
     options = [f'train_from={path}', f'fewshot_seed={seed}', f'experiment_name={name}']
     if epochs is not None:
         options.append(f'max_epochs={epochs}')
@@ -198,7 +198,7 @@ def run_one(config, work_dir, path, seed, epochs, name, verbose, extra_options=(
         options.append('log_level=ERROR')
     options.extend(extra_options)
     args = parse_train_args([config, '--work-dir', work_dir, '--cfg-options', *options])
-    cfg = merge_common_args(Config.fromfile(args.config), args)  # what main_train does for these arguments
+    cfg = merge_train_args(Config.fromfile(args.config), args)  # what main_train does for these arguments
     runner = build_runner(cfg)
     counter = ClipForwardCounterHook()
     runner.register_hook(counter)

@@ -1,5 +1,5 @@
 # Meta-Adapter on the embedded demo: meta-trained on 7 digit classes, evaluated on all 10 (base, novel, all);
-# the recipe of configs/_base_/schedules/meta_adapter.py.
+# the recipe of configs/_base_/schedules/meta_adapter.py. The base digits are the dataset's (0-6; novel 7-9).
 _base_ = [
     './_base_/models/tiny_clip.py',
     './_base_/datasets/digits_fewshot.py',
@@ -7,8 +7,9 @@ _base_ = [
     './_base_/default_runtime.py',
 ]
 method = 'Meta-Adapter'
-base_classes = [0, 1, 2, 3, 4, 5, 6]  # novel: 7, 8, 9
-model = dict(head=dict(_delete_=True, type='MetaAdapterHead', num_classes=10, feat_dim=64, num_shots=16,
-                       loss_classes='all', topk=(1, 5)))
+# the dataset's settings (top-level keys of its _base_ file) where the head and the loop read them
+model = dict(head=dict(type='MetaAdapterHead', num_classes={{_base_.num_classes}}, num_shots={{_base_.num_shots}},
+                       base_classes={{_base_.base_classes}}, loss_classes='all'))
 train_dataloader = dict(batch_size=64)
+train_cfg = dict(hp_selection={{_base_.hp_selection}})
 default_hooks = dict(logger=dict(interval=10))

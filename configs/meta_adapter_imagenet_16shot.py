@@ -1,6 +1,6 @@
 # Meta-Adapter, CLIP RN50, ImageNet, 16 shots, cross-category: meta-train the gated attention adapter on the
-# base classes (queries: their K-shot images, from the stored feature bank), keep the epoch with the best
-# validation accuracy, report base, novel and all-class test accuracy (every image classified among all
+# base classes (queries: their K-shot images, from the stored feature bank), keep the epoch chosen on the
+# selection split, report base, novel and all-class test accuracy (every image classified among all
 # classes). Official recipe (_base_/schedules/meta_adapter.py): AdamW lr 1e-4, eps 1e-4, wd 0.01, cosine per
 # iteration, batch 64, 5 epochs, cross-entropy over all classes (loss_classes='base': base classes only).
 # base_classes: the default takes the first 700 class indices (the official base count); for the official
@@ -13,8 +13,10 @@ _base_ = [
 ]
 method = 'Meta-Adapter'
 base_classes = list(range(700))
-model = dict(head=dict(_delete_=True, type='MetaAdapterHead', num_classes=1000, feat_dim=1024, num_shots=16,
-                       loss_classes='all', topk=(1, 5)))
+# the dataset's settings (top-level keys of its _base_ file) where the head, the loop and the metrics read them
+model = dict(head=dict(type='MetaAdapterHead', num_classes={{_base_.num_classes}}, num_shots={{_base_.num_shots}},
+                       base_classes=base_classes, loss_classes='all'))
 train_dataloader = dict(batch_size=64)
-val_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', topk=(1, 5))
-test_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', topk=(1, 5))
+train_cfg = dict(hp_selection={{_base_.hp_selection}})
+val_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', base_classes=base_classes, topk=(1, 5))
+test_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', base_classes=base_classes, topk=(1, 5))

@@ -1,12 +1,14 @@
 # Meta-Adapter, CLIP RN50, UCF101, 16 shots, cross-category: meta-trained on the base classes. The
-# default split takes the first 70 of 101 class indices as base (the official base count); for the
+# default split takes the first 70 class indices as base (the official base count); for the
 # official rule (zero-shot accuracy on the training supports) use tools/rank_classes.py.
 _base_ = ['./_base_/models/clip_rn50.py', './_base_/datasets/ucf101_fewshot.py',
           './_base_/schedules/meta_adapter.py', './_base_/default_runtime.py']
 method = 'Meta-Adapter'
 base_classes = list(range(70))
-model = dict(head=dict(_delete_=True, type='MetaAdapterHead', num_classes=101, feat_dim=1024, num_shots=16,
-                       loss_classes='all', topk=(1, 5)))
+# the dataset's settings (top-level keys of its _base_ file) where the head, the loop and the metrics read them
+model = dict(head=dict(type='MetaAdapterHead', num_classes={{_base_.num_classes}}, num_shots={{_base_.num_shots}},
+                       base_classes=base_classes, loss_classes='all'))
 train_dataloader = dict(batch_size=64)
-val_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', topk=(1, 5))
-test_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', topk=(1, 5))
+train_cfg = dict(hp_selection={{_base_.hp_selection}})
+val_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', base_classes=base_classes, topk=(1, 5))
+test_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', base_classes=base_classes, topk=(1, 5))

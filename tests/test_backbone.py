@@ -7,8 +7,9 @@ from tip_adapter_mm.models import CLIPBackbone, resolve_model_name
 
 
 def _tiny_state(seed):
+    from tip_adapter_mm.demo import register_tiny_clip
     torch.manual_seed(seed)
-    return open_clip.create_model('tiny-clip').state_dict()
+    return open_clip.create_model(register_tiny_clip()).state_dict()
 
 
 def test_openai_names_map_to_quickgelu_variants():

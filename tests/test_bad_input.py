@@ -54,11 +54,26 @@ def test_unknown_model_name(demo_assets, tmp_path):
 
 def test_shots_set_in_one_place_only(demo_assets, tmp_path):
     work_dir = str(tmp_path / 'wd')
-    opts = demo_options(demo_assets, **{'train_dataloader.dataset.num_shots': 8})
-    opts = [o for o in opts] + ['num_shots=None']  # bypass the top-level key: head 16, dataset 8
-    with pytest.raises(ValueError, match=r'train split has 80 images but the head holds .* = 160'):
+    opts = demo_options(demo_assets, **{'train_dataloader.dataset.num_shots': 8})  # head 16, dataset 8
+    with pytest.raises(ValueError, match=r'train_dataloader\.dataset\.num_shots=8 but num_shots=16'):
         main_train([CONFIG, '--work-dir', work_dir, '--cfg-options', *opts])
     _assert_nothing_written(work_dir)
+
+
+def test_shots_set_in_one_place_only_under_plain_runner(demo_assets, tmp_path):
+    """mmengine's own Runner.from_cfg (no project tool, no project runner): the config's hook refuses it
+    before anything is computed."""
+    from mmengine.config import Config, DictAction
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(CONFIG)
+    for item in demo_options(demo_assets, **{'model.head.num_shots': 8}):
+        key, value = item.split('=', 1)
+        cfg.merge_from_dict({key: DictAction._parse_iterable(value)})
+    cfg.work_dir = str(tmp_path / 'wd')
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ValueError, match=r'model\.head\.num_shots=8 but num_shots=16'):
+        runner.train()
+    assert not osp.exists(tmp_path / 'wd' / 'results.json') and not osp.exists(tmp_path / 'wd' / 'epoch_1.pth')
 
 
 def test_checkpoint_for_another_class_count(demo_assets, tmp_path):
@@ -87,10 +102,11 @@ def test_head_refuses_mismatched_state_dict_directly():
     head = CacheHead(num_classes=10, feat_dim=64, num_shots=2)
     state = head.state_dict()
     state['cache_keys'] = torch.zeros(30, 64)
-    with pytest.raises(ValueError, match=r'cache_keys has shape \(30, 64\) but the config builds \(20, 64\)'):
+    with pytest.raises(ValueError, match=r'head.cache_keys of shape \(30, 64\) but the config builds \(20, 64\)'):
         head.load_state_dict(state)
 
 
+@pytest.mark.slow
 def test_unreadable_test_image_is_named_or_skipped_and_counted(demo_assets, tmp_path):
     import shutil
 

@@ -1,16 +1,24 @@
-"""Config inheritance and the tools' argument handling (no model is built)."""
+"""Config inheritance, the settings and the tools' argument handling (no model is built)."""
+import glob
 import os.path as osp
 
 import pytest
 from mmengine.config import Config
 
 from conftest import ROOT
-from tip_adapter_mm.launch import merge_common_args, parse_train_args
+from tip_adapter_mm.engine.runner import resolve_config
+from tip_adapter_mm.launch import merge_train_args, parse_train_args
 
 
 def _cfg(name, *options):
+    """The config as the project's runner builds it from tools/train.py's arguments."""
     args = parse_train_args([osp.join(ROOT, 'configs', name), *(['--cfg-options', *options] if options else [])])
-    return merge_common_args(Config.fromfile(args.config), args)
+    return resolve_config(merge_train_args(Config.fromfile(args.config), args))
+
+
+def _plain(name):
+    """The config as mmengine reads the file (what print_config, mim and Runner.from_cfg see)."""
+    return Config.fromfile(osp.join(ROOT, 'configs', name))
 
 
 def test_tip_imagenet_config_has_official_settings():
@@ -55,7 +63,36 @@ def test_num_shots_and_seed_flow_into_head_and_datasets():
     assert cfg.train_dataloader.persistent_workers is True
     assert _cfg('tip_digits_16shot.py').train_dataloader.persistent_workers is False
     assert _cfg('tip_imagenet_16shot.py', 'train_dataloader.num_workers=0').train_dataloader.persistent_workers is False
-    assert _cfg('tip_f_imagenet_16shot.py').train_dataloader.num_workers == 0  # the feature bank is in memory
+    from tip_adapter_mm.engine.loops.finetune_loop import training_loader
+    tipf = _cfg('tip_f_imagenet_16shot.py')
+    assert training_loader(tipf.train_dataloader, tipf.train_cfg.train_from)['num_workers'] == 0  # in memory
+
+
+def test_a_place_changed_alone_is_an_error():
+    with pytest.raises(ValueError, match=r'model\.head\.num_shots=4 but num_shots=16'):
+        _cfg('tip_imagenet_16shot.py', 'model.head.num_shots=4')
+    with pytest.raises(ValueError, match=r'num_shots was set to 8 and model\.head\.num_shots to 4'):
+        _cfg('tip_imagenet_16shot.py', 'num_shots=8', 'model.head.num_shots=4')
+    # the same value in both places is no conflict
+    assert _cfg('tip_imagenet_16shot.py', 'num_shots=8', 'model.head.num_shots=8').model.head.num_shots == 8
+
+
+@pytest.mark.parametrize('path', sorted(glob.glob(osp.join(ROOT, 'configs', '*.py'))), ids=osp.basename)
+def test_every_config_file_holds_the_values_that_run(path):
+    """Read as mmengine reads it, each config already holds its settings where the modules read them, and
+    what the project's runner does to it changes nothing."""
+    from tip_adapter_mm.settings import SETTINGS, check_consistency, places
+    plain = Config.fromfile(path)
+    check_consistency(plain, path)
+    for key in SETTINGS:
+        if key in plain and not places(plain, key):  # e.g. init_alpha of a Meta-Adapter config
+            with pytest.raises(ValueError, match=f'nothing in this config reads {key}'):
+                _cfg(osp.basename(path), f'{key}=7')
+    resolved = resolve_config(Config.fromfile(path))
+    for key in ('model', 'train_cfg', 'train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator',
+                'test_evaluator', 'param_scheduler'):
+        if key in plain and not (key.endswith('dataloader') and plain[key].get('num_workers') == 0):
+            assert resolved[key] == plain[key], key
 
 
 @pytest.mark.parametrize('base,name,dim', [('clip_rn50', 'RN50', 1024), ('clip_rn101', 'RN101', 512),
@@ -75,11 +112,11 @@ def test_model_bases_match_open_clip(base, name, dim):
 def test_backbone_switch_by_inheriting_another_model_base(tmp_path):
     """A method x dataset config is models + datasets + schedules + runtime: swap the models file."""
     cfg_file = tmp_path / 'tip_caltech101_vit_b16.py'
-    bases = [f"'{ROOT}/configs/_base_/{name}.py'" for name in (
-        'models/clip_vit_b16', 'datasets/caltech101_fewshot', 'schedules/training_free', 'default_runtime')]
-    cfg_file.write_text(f"_base_ = [{', '.join(bases)}]\nmethod = 'Tip-Adapter'\n")
+    with open(osp.join(ROOT, 'configs', 'tip_caltech101_16shot.py')) as f:
+        text = f.read().replace('./_base_/models/clip_rn50.py', './_base_/models/clip_vit_b16.py')
+    cfg_file.write_text(text.replace("'./_base_/", f"'{ROOT}/configs/_base_/"))
     args = parse_train_args([str(cfg_file)])
-    cfg = merge_common_args(Config.fromfile(args.config), args)
+    cfg = resolve_config(merge_train_args(Config.fromfile(args.config), args))
     reference = _cfg('tip_caltech101_16shot.py')
     assert cfg.model.backbone.model_name == 'ViT-B/16' and cfg.model.head.feat_dim == 512
     assert reference.model.backbone.model_name == 'RN50' and reference.model.head.feat_dim == 1024
@@ -95,10 +132,10 @@ DATASETS = ['imagenet', 'caltech101', 'oxford_pets', 'stanford_cars', 'oxford_fl
 def test_every_method_has_a_config_for_every_dataset(dataset):
     from tip_adapter_mm.datasets.dataset_settings import COOP_DATASETS
     settings = COOP_DATASETS[dataset]
-    tip = _cfg(f'tip_{dataset}_16shot.py')
-    zs = _cfg(f'zeroshot_{dataset}.py')
-    tipf = _cfg(f'tip_f_{dataset}_16shot.py')
-    meta = _cfg(f'meta_adapter_{dataset}_16shot.py')
+    tip = _plain(f'tip_{dataset}_16shot.py')
+    zs = _plain(f'zeroshot_{dataset}.py')
+    tipf = _plain(f'tip_f_{dataset}_16shot.py')
+    meta = _plain(f'meta_adapter_{dataset}_16shot.py')
     assert (tip.method, zs.method, tipf.method, meta.method) == \
         ('Tip-Adapter', 'Zero-shot CLIP', 'Tip-Adapter-F', 'Meta-Adapter')
     classes = tip.model.head.num_classes
@@ -106,15 +143,16 @@ def test_every_method_has_a_config_for_every_dataset(dataset):
     # the official per-dataset settings
     assert tip.model.head.alpha == settings['init_alpha'] and tip.model.head.beta == settings['init_beta']
     assert tip.train_cfg.search_scale == tipf.train_cfg.search_scale == list(settings['search_scale'])
-    assert tipf.train_cfg.max_epochs == settings['epochs'] == tipf.param_scheduler[0].end
-    assert tipf.model.head.train_keys is True and tipf.train_dataloader.dataset.type == 'FeatureBankDataset'
+    assert tipf.train_cfg.max_epochs == settings['epochs'] and 'end' not in tipf.param_scheduler[0]  # follows
+    assert tipf.model.head.train_keys is True and tipf.train_cfg.train_from == 'feature_bank'
     assert tipf.optim_wrapper.optimizer == dict(type='AdamW', lr=1e-3, eps=1e-4, weight_decay=0.01,
                                                 betas=(0.9, 0.999))
     assert zs.model.head.num_shots == 0 and zs.model.head.alpha == 0. and zs.train_cfg.search is False
     assert meta.model.head.type == 'MetaAdapterHead' and meta.train_cfg.max_epochs == 5
-    assert meta.train_dataloader.dataset.classes == meta.base_classes == meta.model.head.base_classes
+    assert meta.base_classes == meta.model.head.base_classes == meta.val_evaluator.base_classes
     assert meta.test_evaluator.type == 'BaseNovelAccuracy' and meta.test_evaluator.base_classes == meta.base_classes
     expected_type = settings['type']
     assert tip.test_dataloader.dataset.type == expected_type
     # selection never on test by default
-    assert tip.hp_selection in ('full_val', 'fewshot_val')
+    assert tip.hp_selection in ('full_val', 'fewshot_val') and tip.train_cfg.hp_selection == tip.hp_selection
+    assert tipf.train_cfg.hp_selection == meta.train_cfg.hp_selection == tip.hp_selection

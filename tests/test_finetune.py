@@ -7,7 +7,9 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 
 from conftest import ROOT, demo_options, read_results, run_dist, run_train
-from tip_adapter_mm.launch import build_runner, main_test, main_train, merge_common_args, parse_train_args
+from tip_adapter_mm.launch import build_runner, main_test, main_train, merge_train_args, parse_train_args
+
+pytestmark = pytest.mark.slow  # end-to-end runs on the demo
 
 CONFIG = 'configs/tip_f_digits_16shot.py'
 EPOCHS = 4
@@ -84,6 +86,11 @@ def test_other_selection_rules_are_labelled(demo_assets, tmp_path, rule, label):
         assert res['selected_epoch'] == 3
     else:
         assert res['epoch_top1_split'] == 'test'
+        # the official rule: the best test epoch, the earlier one on ties (a later epoch replaces only when
+        # strictly better), and its test accuracy is what was kept
+        history = res['epoch_top1']
+        assert res['selected_epoch'] == history.index(max(history)) + 1
+        assert res['selected_epoch_top1'] == max(history)
 
 
 class _KillAfterEpoch(Hook):
@@ -101,7 +108,7 @@ def test_resume_after_kill_gives_the_uninterrupted_result(tipf_run, demo_assets,
     work_dir, res = tipf_run
     args = parse_train_args([osp.join(ROOT, CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
                              *demo_options(demo_assets, max_epochs=EPOCHS)])
-    runner = build_runner(merge_common_args(Config.fromfile(args.config), args))
+    runner = build_runner(merge_train_args(Config.fromfile(args.config), args))
     runner.register_hook(_KillAfterEpoch(2), priority='LOWEST')  # after the checkpoint hook
     with pytest.raises(KeyboardInterrupt):
         runner.train()

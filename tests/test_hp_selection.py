@@ -3,6 +3,8 @@ import pytest
 
 from conftest import run_train
 
+pytestmark = pytest.mark.slow  # end-to-end runs on the demo
+
 
 def test_full_val_is_the_default_of_the_demo(tip_run):
     _, res = tip_run

@@ -235,6 +235,27 @@ def _sample(label):
     return DataSample().set_gt_label(label)
 
 
+def test_base_only_loss_is_the_softmax_over_the_base_classes():
+    """loss_classes='base' changes the loss and its gradient: it is cross-entropy over the base classes only
+    (novel classes are no distractors), computed here independently from the logits."""
+    feats = torch.randn(6, 16, generator=torch.Generator().manual_seed(5))
+    samples = [_sample(i % 3) for i in range(6)]  # queries of base classes 0, 1, 2
+    grads, losses = {}, {}
+    for mode in ('all', 'base'):
+        head = _filled_head(c=5, d=16, k=3, base_classes=[0, 1, 2], loss_classes=mode)
+        loss = head.loss((feats, ), samples)['loss']
+        loss.backward()
+        losses[mode], grads[mode] = loss.detach(), head.q_proj.weight.grad.clone()
+        logits = head((feats, )).detach()
+        target = torch.tensor([i % 3 for i in range(6)])
+        expected = F.cross_entropy(logits[:, :3] if mode == 'base' else logits, target)
+        assert torch.allclose(losses[mode], expected, atol=1e-5), mode
+    assert losses['base'] < losses['all']  # the novel logits no longer compete
+    assert not torch.allclose(grads['base'], grads['all'])
+    with pytest.raises(ValueError, match='belongs to a novel class'):
+        _filled_head(c=5, d=16, k=3, base_classes=[0, 1, 2], loss_classes='base').loss((feats, ), [_sample(4)])
+
+
 def test_set_cache_stacks_by_label():
     c, k, d = 4, 3, 8
     head = _head(c, d, k)

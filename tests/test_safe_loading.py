@@ -171,6 +171,7 @@ def test_import_changes_nothing_in_mmengine_or_open_clip():
     assert 'tiny-clip' not in out['after_import']['models']
 
 
+@pytest.mark.slow
 def test_shims_are_scoped_to_a_run(tip_run):
     """After a run (tip_run ran in this process), mmengine is what it was: the shims were restored."""
     import mmengine.runner.runner as runner_module
@@ -183,6 +184,7 @@ def test_shims_are_scoped_to_a_run(tip_run):
     assert runner_module.get_git_hash.__module__.startswith('mmengine')
 
 
+@pytest.mark.slow
 def test_own_checkpoints_need_no_unsafe_global(tip_run):
     work_dir = tip_run[0]
     ckpt = torch.load(osp.join(str(work_dir), 'epoch_1.pth'), map_location='cpu', weights_only=True)

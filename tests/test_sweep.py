@@ -52,6 +52,7 @@ def demo_sweep(demo_assets, tmp_path_factory):
     return str(work_dir), argv, summary, out.getvalue()
 
 
+@pytest.mark.slow
 def test_demo_sweep_runs_every_combination(demo_sweep):
     work_dir, _, summary, output = demo_sweep
     assert summary.exit_code == 0, output
@@ -72,6 +73,7 @@ def test_demo_sweep_runs_every_combination(demo_sweep):
     assert osp.join(work_dir, 'report.md') in output and osp.join(work_dir, 'plots', 'digits.png') in output
 
 
+@pytest.mark.slow
 def test_second_invocation_skips_finished_runs(demo_sweep):
     work_dir, argv, _, _ = demo_sweep
     before = {f: osp.getmtime(osp.join(work_dir, f, 'results.json')) for f in _results(work_dir)}
@@ -85,6 +87,7 @@ def test_second_invocation_skips_finished_runs(demo_sweep):
     assert {f: sorted(os.listdir(osp.join(work_dir, f))) for f in before} == logs_before  # nothing started
 
 
+@pytest.mark.slow
 def test_report_rows_columns_and_statistics(demo_sweep):
     work_dir = demo_sweep[0]
     results = _results(work_dir)
@@ -111,6 +114,7 @@ def test_report_rows_columns_and_statistics(demo_sweep):
         assert f"| {row['method']} | {row['shots']} | {mean:.2f} ± {std:.2f} (n={len(SEEDS)}) |" in md
 
 
+@pytest.mark.slow
 def test_plot_is_a_png_written_by_matplotlib(demo_sweep):
     import matplotlib.image
     path = osp.join(demo_sweep[0], 'plots', 'digits.png')
@@ -119,10 +123,20 @@ def test_plot_is_a_png_written_by_matplotlib(demo_sweep):
     assert osp.getsize(path) > 10_000
     image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 400
+    # the figure holds the sweep's series: drawn again from its results, the plot has one series per method
+    # (zero-shot CLIP, which uses no shots, as a level line) and colored pixels, not an empty canvas
+    from tip_adapter_mm.sweep.results import collect_results
+    results, _ = collect_results(demo_sweep[0])
+    labels = plot_dataset(aggregate(label_and_dedupe(results)[0]), 'digits', osp.join(demo_sweep[0], 'again.png'))
+    assert 'Tip-Adapter' in labels and 'Zero-shot CLIP (no shots)' in labels, labels
+    rgb = image[..., :3]
+    colored = (rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.2  # not white, gray or black
+    assert colored.mean() > 0.002
     assert image[..., :3].std() > 0.05  # lines, text and axes, not a blank canvas
     assert not [f for f in os.listdir(osp.dirname(path)) if f.endswith('.tmp')]
 
 
+@pytest.mark.slow
 def test_report_only_command_line(demo_sweep, tmp_path):
     work_dir = demo_sweep[0]
     os.remove(osp.join(work_dir, 'report.csv'))
@@ -137,6 +151,7 @@ def test_report_only_command_line(demo_sweep, tmp_path):
     assert not os.listdir(tmp_path)
 
 
+@pytest.mark.slow
 def test_console_script_outside_the_repository(demo_sweep, tmp_path):
     """tip-adapter-sweep, the installed console script, started in a folder outside the repository."""
     script = osp.join(osp.dirname(sys.executable), 'tip-adapter-sweep')
@@ -219,6 +234,7 @@ def test_run_command_starts_the_package_modules(tmp_path, monkeypatch):
     assert osp.realpath(proc.stdout.strip()) == osp.realpath(tip_adapter_mm.__file__)
 
 
+@pytest.mark.slow
 def test_distributed_run(demo_assets, tmp_path, monkeypatch):
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
     summary = sweep(_argv(tmp_path, demo_assets, configs=CONFIGS[:1], shots=(2,), seeds=(1,),
@@ -234,6 +250,7 @@ def test_shots_and_seeds_only_through_their_arguments(tmp_path, option):
         main(['--configs', CONFIGS[0], '--work-dir', str(tmp_path), '--cfg-options', option])
 
 
+@pytest.mark.slow
 def test_failed_run_is_reported_and_the_sweep_goes_on(demo_assets, tmp_path):
     out = io.StringIO()
     argv = _argv(tmp_path, demo_assets, CONFIGS[:1], (1,), (1, 2),

@@ -1,7 +1,7 @@
 """What the project needs on top of mmengine 0.10.7 with current torch (2.6 and newer).
 
 Importing this module registers one file backend (``'atomic_local'``) and patches nothing. Each workaround is
-chosen by the config (the backend, :class:`~tip_adapter_mm.engine.hooks.MMEngineCompatHook`) or applied
+chosen by the config (the backend, :class:`~tip_adapter_mm.engine.hooks.RunCheckHook`) or applied
 for the duration of a block (:func:`cached_checkpoint_meta`), so every entry point (the project's tools,
 mmpretrain's tools, ``mim``, ``Runner.from_cfg``) runs with the same ones. Each names its upstream bug.
 """

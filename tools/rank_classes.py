@@ -31,14 +31,17 @@ def main(argv=None):
     from tip_adapter_mm.engine.features import unwrap
     from tip_adapter_mm.engine.hooks.build_cache_hook import find_cache_hook
     from tip_adapter_mm.functional import cache_keys_from_views, rank_classes_by_zero_shot
-    from tip_adapter_mm.launch import build_runner, merge_common_args
+    from tip_adapter_mm.launch import build_runner, default_work_dir
     from tip_adapter_mm.utils import atomic_json_dump
 
     args = parse_args(argv)
     if not 0 < args.ratio < 1:
         raise ValueError(f'--ratio must lie in (0, 1), got {args.ratio}')
-    args.launcher, args.local_rank = 'none', 0
-    cfg = merge_common_args(Config.fromfile(args.config), args)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = 'none'
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     cfg.pop('base_classes', None)
     runner = build_runner(cfg)
     hook = find_cache_hook(runner)

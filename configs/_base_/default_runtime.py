@@ -1,6 +1,9 @@
 # Runtime settings shared by every config of the project.
 default_scope = 'mmpretrain'
 custom_imports = dict(imports=['tip_adapter_mm'], allow_failed_imports=False)
+# the runner that every entry point builds (mmpretrain's tools, mim, the project's tools: RUNNERS.build):
+# mmengine's Runner after the project's checks (tip_adapter_mm.engine.runner)
+runner_type = 'mmpretrain.FewShotRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -9,8 +12,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, backend_args=dict(backend='atomic_local')),  # no half-written file
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
-    # refuses checkpoints that would run code; keeps the run's own loadable with weights_only=True
-    compat=dict(type='MMEngineCompatHook'),
+    # checks the settings; refuses checkpoints that would run code and keeps the run's own free of code
+    run_check=dict(type='RunCheckHook'),
 )
 
 env_cfg = dict(

@@ -1,6 +1,7 @@
 from .features import AugmentedViews, extract_features, gather_in_order
-from .hooks import BuildCacheHook, EpochSelectionHook, MMEngineCompatHook, ResultsHook
+from .hooks import BuildCacheHook, EpochSelectionHook, RunCheckHook, ResultsHook
 from .loops import FinetuneLoop, TrainingFreeLoop
+from .runner import FewShotRunner
 
-__all__ = ['BuildCacheHook', 'EpochSelectionHook', 'MMEngineCompatHook', 'ResultsHook', 'TrainingFreeLoop', 'FinetuneLoop', 'extract_features', 'AugmentedViews',
+__all__ = ['FewShotRunner', 'BuildCacheHook', 'EpochSelectionHook', 'RunCheckHook', 'ResultsHook', 'TrainingFreeLoop', 'FinetuneLoop', 'extract_features', 'AugmentedViews',
            'gather_in_order']

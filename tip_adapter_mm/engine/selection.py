@@ -9,17 +9,23 @@ from .hooks.build_cache_hook import find_cache_hook
 from .record import timed, update_record
 
 
-def select_alpha_beta(runner, search: bool, beta_grid, alpha_grid, max_chunk_bytes: int = 1 << 28):
-    """Grid-search alpha and beta on the validation features (or keep the head's) and record the result.
+def select_alpha_beta(runner, search: bool, beta_grid, alpha_grid, max_chunk_bytes: int = 1 << 28,
+                      split: str = 'val'):
+    """Grid-search alpha and beta on the features of ``split`` (or keep the head's) and record the result.
 
-    The test split is never used. Every process keeps rank 0's choice.
+    Args:
+        runner: the runner.
+        search (bool): search; False keeps the head's alpha and beta and only scores them.
+        beta_grid, alpha_grid: the grids.
+        max_chunk_bytes (int): memory bound of one chunk of the search.
+        split (str): 'val'; 'test' only for the ``legacy_test`` protocol. Every process keeps rank 0's choice.
     """
     head = unwrap(runner.model).head
-    val = find_cache_hook(runner).features(runner, 'val')
+    val = find_cache_hook(runner).features(runner, split)
     if val is None:
         if search and head.cache_size:
-            raise ValueError('searching alpha and beta needs a validation split, but val_dataloader is '
-                             'missing or empty; set train_cfg.search=False to keep the configured values')
+            raise ValueError(f'searching alpha and beta needs a {split} split, but {split}_dataloader is '
+                             "missing or empty; set hp_selection='none' to keep the configured values")
         update_record(runner, val_top1=None)
         return
     feats, labels = val

@@ -109,7 +109,7 @@ class CacheHead(ClsHead):
             key = prefix + name
             if key in state_dict and tuple(state_dict[key].shape) != tuple(getattr(self, name).shape):
                 raise ValueError(
-                    f'checkpoint {name} has shape {tuple(state_dict[key].shape)} but the config builds '
+                    f'checkpoint holds head.{name} of shape {tuple(state_dict[key].shape)} but the config builds '
                     f'{tuple(getattr(self, name).shape)} (num_classes={self.num_classes}, '
                     f'num_shots={self.num_shots}, feat_dim={self.feat_dim}): the checkpoint was made for '
                     'another dataset, shot count or backbone')

@@ -1,5 +1,6 @@
 # Caltech101, few-shot: data/caltech-101/split_zhou_Caltech101.json, images under data/caltech-101/101_ObjectCategories.
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'caltech101'
 num_classes = 100

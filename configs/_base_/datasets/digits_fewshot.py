@@ -4,6 +4,7 @@ dataset_name = 'digits'
 data_root = 'data/digits'
 num_shots = 16
 fewshot_seed = 1
+fewshot_split_file = None
 hp_selection = 'full_val'  # the whole validation split, as the official protocol of the CoOp datasets
 num_classes = 10
 # the digits are far from the tiny CLIP's noisy captions, so the cache needs a large weight and sharpness
@@ -30,28 +31,35 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=64,
     num_workers=0,
+    persistent_workers=False,
+    collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='FewShotImageFolder', data_root=data_root, split='train', num_shots=num_shots,
-                 seed=fewshot_seed, classnames='digits', templates='digits', split_dirs=split_dirs,
-                 pipeline=train_pipeline),
+                 seed=fewshot_seed, split_file=fewshot_split_file, classnames='digits', templates='digits',
+                 split_dirs=split_dirs, pipeline=train_pipeline),
 )
 val_dataloader = dict(
     batch_size=128,
     num_workers=0,
+    persistent_workers=False,
+    collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='FewShotImageFolder', data_root=data_root, split='val', num_shots=num_shots,
-                 seed=fewshot_seed, classnames='digits', templates='digits', split_dirs=split_dirs,
-                 pipeline=test_pipeline),
+                 seed=fewshot_seed, split_file=fewshot_split_file, classnames='digits', templates='digits',
+                 split_dirs=split_dirs, pipeline=test_pipeline),
 )
 # base/novel: the split the Meta-Adapter demo uses (7 base digits, 3 novel); every image is classified among
 # all 10 classes, and the metric adds the accuracy on the images of each part
-val_evaluator = dict(type='BaseNovelAccuracy', base_classes=[0, 1, 2, 3, 4, 5, 6], topk=(1, 5))
+base_classes = [0, 1, 2, 3, 4, 5, 6]
+val_evaluator = dict(type='BaseNovelAccuracy', base_classes=base_classes, topk=(1, 5))
 test_dataloader = dict(
     batch_size=128,
     num_workers=0,
+    persistent_workers=False,
+    collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='FewShotImageFolder', data_root=data_root, split='test', num_shots=num_shots,
-                 seed=fewshot_seed, classnames='digits', templates='digits', split_dirs=split_dirs,
-                 pipeline=test_pipeline),
+                 seed=fewshot_seed, split_file=fewshot_split_file, classnames='digits', templates='digits',
+                 split_dirs=split_dirs, pipeline=test_pipeline),
 )
 test_evaluator = val_evaluator

@@ -1,5 +1,6 @@
 # DTD, few-shot: data/dtd/split_zhou_DescribableTextures.json, images under data/dtd/images.
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'dtd'
 num_classes = 47

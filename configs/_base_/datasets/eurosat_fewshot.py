@@ -1,5 +1,6 @@
 # EuroSAT, few-shot: data/eurosat/split_zhou_EuroSAT.json, images under data/eurosat/2750.
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'eurosat'
 num_classes = 10

@@ -1,8 +1,11 @@
 # Shared settings of the few-shot datasets at CLIP's 224 px: the official augmentation and CLIP's
 # preprocessing, loaders for the train / val / test splits. Each dataset file inherits this one and names its
 # dataset (the CoOp split-file datasets by default); see the README data guide.
+# One top-level key per setting; --cfg-options num_shots=8 fewshot_seed=2 changes it in every place below
+# and in the head (tip_adapter_mm.settings lists them all).
 num_shots = 16
 fewshot_seed = 1
+fewshot_split_file = None  # an earlier run's fewshot_split.json: its sampled lists instead of the seed
 hp_selection = 'full_val'  # the official protocol of the 10 datasets: search on the whole validation split
 
 train_pipeline = [  # the official cache / fine-tuning augmentation
@@ -21,23 +24,29 @@ test_pipeline = [  # CLIP's preprocess
 train_dataloader = dict(
     batch_size=256,
     num_workers=8,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='CoOpSplitDataset', split='train', num_shots=num_shots, seed=fewshot_seed,
-                 pipeline=train_pipeline),
+                 split_file=fewshot_split_file, pipeline=train_pipeline),
 )
 val_dataloader = dict(
     batch_size=64,
     num_workers=8,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='CoOpSplitDataset', split='val', num_shots=num_shots, seed=fewshot_seed,
-                 pipeline=test_pipeline),
+                 split_file=fewshot_split_file, pipeline=test_pipeline),
 )
 val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_dataloader = dict(
     batch_size=64,
     num_workers=8,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='CoOpSplitDataset', split='test', num_shots=num_shots, seed=fewshot_seed,
-                 pipeline=test_pipeline),
+                 split_file=fewshot_split_file, pipeline=test_pipeline),
 )
 test_evaluator = val_evaluator

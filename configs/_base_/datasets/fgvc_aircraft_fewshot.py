@@ -1,5 +1,6 @@
 # FGVCAircraft, few-shot: data/fgvc_aircraft/variants.txt, images_variant_{train,val,test}.txt, images/.
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'fgvc_aircraft'
 num_classes = 100

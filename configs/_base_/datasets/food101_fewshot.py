@@ -1,5 +1,6 @@
 # Food101, few-shot: data/food-101/split_zhou_Food101.json, images under data/food-101/images.
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'food101'
 num_classes = 101

@@ -1,5 +1,6 @@
 # Flowers102, few-shot: data/oxford_flowers/split_zhou_OxfordFlowers.json, images under data/oxford_flowers/jpg.
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'oxford_flowers'
 num_classes = 102

@@ -1,5 +1,6 @@
 # OxfordPets, few-shot: data/oxford_pets/split_zhou_OxfordPets.json, images under data/oxford_pets/images.
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'oxford_pets'
 num_classes = 37

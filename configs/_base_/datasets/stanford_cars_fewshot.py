@@ -1,5 +1,6 @@
 # StanfordCars, few-shot: data/stanford_cars/split_zhou_StanfordCars.json, images under data/stanford_cars/(the split file paths).
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'stanford_cars'
 num_classes = 196

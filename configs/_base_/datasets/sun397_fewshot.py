@@ -1,5 +1,6 @@
 # SUN397, few-shot: data/sun397/split_zhou_SUN397.json, images under data/sun397/SUN397.
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'sun397'
 num_classes = 397

@@ -1,5 +1,6 @@
 # UCF101, few-shot: data/ucf101/split_zhou_UCF101.json, images under data/ucf101/UCF-101-midframes.
-# Per-dataset settings of the official Tip-Adapter configs (top-level keys, copied into the model and loop).
+# Per-dataset settings of the official Tip-Adapter configs: top-level keys, which the method configs put
+# into the head and the loop.
 _base_ = ['./fewshot_224.py']
 dataset_name = 'ucf101'
 num_classes = 101

@@ -1,5 +1,5 @@
-# CLIP RN50 (OpenAI weights through open_clip) with a Tip-Adapter cache head.
-# The head's num_classes / num_shots / alpha / beta are set by the method config.
+# CLIP RN50 (OpenAI weights through open_clip) with a Tip-Adapter cache head. The head's feature size goes
+# with the backbone; its class count, shots, alpha and beta come from the dataset (the method config).
 model = dict(
     type='ImageClassifier',
     data_preprocessor=dict(
@@ -8,6 +8,5 @@ model = dict(
         std=[68.5005327, 66.6321579, 70.32316305],
         to_rgb=True),
     backbone=dict(type='CLIPBackbone', model_name='RN50', pretrained='openai'),
-    head=dict(type='CacheHead', num_classes=1000, feat_dim=1024, num_shots=16, alpha=1., beta=1.,
-              topk=(1, 5)),
+    head=dict(type='CacheHead', feat_dim=1024, topk=(1, 5)),
 )

@@ -3,4 +3,4 @@
 _base_ = ['./clip_rn50.py']
 model = dict(
     backbone=dict(model_name='tiny-clip', pretrained='data/tiny_clip/tiny_clip.pt'),
-    head=dict(num_classes=10, feat_dim=64))
+    head=dict(feat_dim=64))

@@ -1,5 +1,6 @@
-# Training-free Tip-Adapter: build the cache, grid-search alpha/beta on the validation split, save, test.
-train_cfg = dict(type='TrainingFreeLoop', search=True, search_scale=[7, 3], search_step=[200, 20])
+# Training-free Tip-Adapter: build the cache, grid-search alpha/beta on the selection split of hp_selection
+# (tip_adapter_mm.protocol), save, test. The method config adds the dataset's search_scale and hp_selection.
+train_cfg = dict(type='TrainingFreeLoop', search=True, search_step=[200, 20])
 val_cfg = dict()
 test_cfg = dict()
 # the runner requires an optimizer; nothing is trained

@@ -1,6 +1,6 @@
 from .build_cache_hook import BuildCacheHook
 from .epoch_selection_hook import EpochSelectionHook
-from .mmengine_compat_hook import MMEngineCompatHook
+from .run_check_hook import RunCheckHook
 from .results_hook import ResultsHook
 
-__all__ = ['BuildCacheHook', 'EpochSelectionHook', 'MMEngineCompatHook', 'ResultsHook']
+__all__ = ['BuildCacheHook', 'EpochSelectionHook', 'RunCheckHook', 'ResultsHook']

@@ -15,13 +15,23 @@ from ..features import extract_features, unwrap
 from ..record import timed, update_record
 
 
-def build_dataset(runner, loader_key: str):
-    """Build the dataset of ``runner.cfg[loader_key]`` (None when the config has no such loader)."""
+def build_dataset(runner, loader_key: str, overrides: Optional[dict] = None):
+    """Build the dataset of ``runner.cfg[loader_key]`` (None when the config has no such loader).
+
+    Args:
+        runner: the runner.
+        loader_key (str): e.g. 'val_dataloader'.
+        overrides (dict, optional): keyword arguments replacing those of the dataset config.
+    """
     loader_cfg = runner.cfg.get(loader_key)
     if not loader_cfg:
         return None
     dataset = loader_cfg['dataset']
-    return dataset if not isinstance(dataset, dict) else DATASETS.build(copy.deepcopy(dataset))
+    if not isinstance(dataset, dict):
+        return dataset
+    dataset = copy.deepcopy(dataset)
+    dataset.update(overrides or {})
+    return DATASETS.build(dataset)
 
 
 def image_dataset(dataset):
@@ -72,6 +82,7 @@ class BuildCacheHook(Hook):
         self.num_workers = num_workers
         self.view_features = None  # [V, N, D] raw features of the cache images
         self.view_labels = None
+        self.val_mode = None  # the validation split's val_mode, set by the loop from its hp_selection
         self._features: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
 
     def before_train(self, runner):
@@ -134,7 +145,7 @@ class BuildCacheHook(Hook):
         """Normalised features and labels of the 'val' or 'test' split, encoded once (None if absent)."""
         if split not in self._features:
             key = f'{split}_dataloader'
-            dataset = build_dataset(runner, key)
+            dataset = build_dataset(runner, key, self._overrides(split, runner))
             if dataset is None or len(dataset) == 0:
                 return None
             loader_cfg = runner.cfg.get(key)
@@ -147,14 +158,22 @@ class BuildCacheHook(Hook):
             self._features[split] = (l2_normalize(feats[0]).to(device), labels.to(device))
         return self._features[split]
 
-    @staticmethod
-    def _save_split(runner, train_dataset):
+    def _overrides(self, split: str, runner=None) -> dict:
+        if split != 'val' or self.val_mode is None:
+            return {}
+        from ...datasets.few_shot_dataset import FewShotDataset
+        dataset_cfg = ((runner.cfg.get('val_dataloader') or {}).get('dataset') if runner is not None else None)
+        dataset_cls = DATASETS.get(dataset_cfg.get('type')) if isinstance(dataset_cfg, dict) else None
+        is_fewshot = isinstance(dataset_cls, type) and issubclass(dataset_cls, FewShotDataset)
+        return dict(val_mode=self.val_mode) if is_fewshot else {}
+
+    def _save_split(self, runner, train_dataset):
         if not is_main_process() or not hasattr(train_dataset, 'split_items'):
             return
         split = dict(data_root=train_dataset.data_root, num_shots=getattr(train_dataset, 'num_shots', None),
                      seed=getattr(train_dataset, 'seed', None), classes=list(train_dataset.metainfo['classes']),
                      train=train_dataset.split_items())
-        val = image_dataset(build_dataset(runner, 'val_dataloader'))
+        val = image_dataset(build_dataset(runner, 'val_dataloader', self._overrides('val', runner)))
         if val is not None and hasattr(val, 'split_items'):
             split['val'] = val.split_items()
         atomic_json_dump(split, osp.join(runner.work_dir, 'fewshot_split.json'), indent=None)

@@ -1,14 +1,20 @@
-from typing import Optional, Sequence
+import copy
+from typing import List, Optional, Sequence
 
 from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import LOOPS
 
 from ...compat import ATOMIC_BACKEND_ARGS, cached_checkpoint_meta
 from ...functional import tip_search_grids
+from ...protocol import get_protocol
+from ..features import unwrap
 from ..hooks.build_cache_hook import find_cache_hook
 from ..hooks.epoch_selection_hook import EpochSelectionHook
 from ..record import timed, update_record
 from ..selection import select_alpha_beta
+
+
+TRAIN_FROM = ('feature_bank', 'image')
 
 
 def check_finetune_settings(max_epochs, batch_size: int, drop_last: bool, num_images: int):
@@ -22,49 +28,86 @@ def check_finetune_settings(max_epochs, batch_size: int, drop_last: bool, num_im
             'drop_last=True, so no training step would run; lower the batch size or set drop_last=False')
 
 
+def base_classes(head) -> Optional[List[int]]:
+    """The base classes of a base/novel head (Meta-Adapter's ``base_mask``), None for other heads."""
+    mask = getattr(head, 'base_mask', None)
+    return mask.nonzero().flatten().tolist() if mask is not None and bool(mask.any()) else None
+
+
+def training_loader(dataloader: dict, train_from: str, classes: Optional[List[int]] = None) -> dict:
+    """The train dataloader config that reads ``train_from`` (feature bank or images) of ``classes``.
+
+    Args:
+        dataloader (dict): the configured loader; its dataset is the few-shot image train split.
+        train_from (str): 'feature_bank' or 'image'.
+        classes (list[int], optional): train on these classes only.
+    """
+    if train_from not in TRAIN_FROM:
+        raise ValueError(f'train_from must be one of {TRAIN_FROM}, got {train_from!r}')
+    loader = copy.deepcopy(dataloader)
+    dataset = loader['dataset']
+    if train_from == 'feature_bank':
+        loader['dataset'] = dict(type='FeatureBankDataset', dataset=dataset, classes=classes)
+        loader['num_workers'], loader['persistent_workers'] = 0, False  # the features are in memory
+    elif classes is not None:
+        loader['dataset'] = dict(type='ClassSubsetDataset', dataset=dataset, classes=classes)
+    return loader
+
+
 @LOOPS.register_module()
 class FinetuneLoop(EpochBasedTrainLoop):
     """Tip-Adapter-F: fine-tune the cache keys, keep the selected epoch, search alpha/beta again, test.
 
     mmengine's epoch-based loop with a selection step and an after-training phase:
 
-    1. ``before_train`` hooks fill the cache (the keys' initial value) and the feature bank.
+    1. ``before_train`` hooks fill the cache (the keys' initial value) and the feature bank. The loop reads
+       the train split as ``train_from`` says: the stored augmented views (a
+       :class:`~tip_adapter_mm.datasets.FeatureBankDataset` around the configured image dataset, no CLIP
+       forward pass) or the images; a head with base classes (Meta-Adapter) trains on those classes only.
     2. ``max_epochs`` epochs of training (only the parameters that require a gradient, i.e. the keys);
        after each epoch an :class:`~tip_adapter_mm.engine.EpochSelectionHook` scores the head on the
        selection split, and the checkpoint hook saves ``epoch_N.pth``.
-    3. The selected epoch's keys are restored, alpha and beta are grid-searched on the validation split with
-       the trained keys, and ``final.pth`` is saved.
+    3. The selected epoch's keys are restored, alpha and beta are grid-searched on the selection split of
+       ``hp_selection`` with the trained keys, and ``final.pth`` is saved.
     4. The test loop runs and the results hook writes ``results.json``.
 
     Args:
         runner: the runner.
-        dataloader: the train dataloader (or its config): a feature bank or images.
+        dataloader: the train dataloader config (its dataset: the few-shot image train split).
         max_epochs (int): training epochs (>= 1).
-        selection (str): epoch selection, 'best_val' (default), 'last' or 'legacy_test'.
-        search (bool): search alpha and beta after training. Defaults to True.
+        train_from (str): 'feature_bank' (default) or 'image'.
+        hp_selection (str): the selection protocol, :data:`tip_adapter_mm.protocol.HP_SELECTION`
+            ('full_val' by default): which split selects the epoch and alpha/beta.
+        selection (str, optional): the epoch rule, 'best_val', 'last' or 'legacy_test'; by default the
+            protocol's.
+        search (bool): whether the method has alpha and beta to search after training (False for
+            Meta-Adapter); ``hp_selection='none'`` also keeps the configured values. Defaults to True.
         search_scale (sequence of float): largest [beta, alpha] of the grids.
         search_step (sequence of int): number of [beta, alpha] grid values. Defaults to (200, 20).
         run_test (bool): evaluate the test split at the end. Defaults to True.
         max_chunk_bytes (int): memory bound of one chunk of the search.
-        hp_selection (str, optional): the protocol name set by the top-level ``hp_selection`` key.
     """
 
-    def __init__(self, runner, dataloader, max_epochs: int = 20, selection: str = 'best_val',
-                 search: bool = True, search_scale: Sequence[float] = (7., 3.),
-                 search_step: Sequence[int] = (200, 20), run_test: bool = True,
-                 max_chunk_bytes: int = 1 << 28, hp_selection: Optional[str] = None):
+    def __init__(self, runner, dataloader, max_epochs: int = 20, train_from: str = 'feature_bank',
+                 hp_selection: str = 'full_val', selection: Optional[str] = None, search: bool = True,
+                 search_scale: Sequence[float] = (7., 3.), search_step: Sequence[int] = (200, 20),
+                 run_test: bool = True, max_chunk_bytes: int = 1 << 28):
+        self.protocol = get_protocol(hp_selection)
         self.hp_selection = hp_selection
         check_finetune_settings(max_epochs, 1, False, 1)
+        if isinstance(dataloader, dict):
+            dataloader = training_loader(dataloader, train_from, base_classes(unwrap(runner.model).head))
         super().__init__(runner, dataloader, max_epochs=max_epochs, val_begin=int(max_epochs) + 1)
         check_finetune_settings(max_epochs, self.dataloader.batch_size, self.dataloader.drop_last,
                                 len(self.dataloader.dataset))
-        self.search = search
+        self.search = search and self.protocol.search
         self.beta_grid, self.alpha_grid = tip_search_grids(search_scale, search_step)
         self.search_scale, self.search_step = list(search_scale), list(search_step)
         self.run_test = run_test
         self.max_chunk_bytes = max_chunk_bytes
-        self.selection_hook = EpochSelectionHook(selection)
+        self.selection_hook = EpochSelectionHook(selection or self.protocol.epoch_rule)
         runner.register_hook(self.selection_hook)
+        find_cache_hook(runner).val_mode = self.protocol.val_mode
 
     def run(self):
         with cached_checkpoint_meta():  # a checkpoint per epoch: format the config and ask git once
@@ -80,11 +123,10 @@ class FinetuneLoop(EpochBasedTrainLoop):
                     self.dataloader.dataset.set_epoch(self._epoch)
                 self.run_epoch()
         runner.call_hook('after_train')  # the selection hook restores the selected keys here
-        select_alpha_beta(runner, self.search, self.beta_grid, self.alpha_grid, self.max_chunk_bytes)
-        if self.hp_selection == 'legacy_test':
-            update_record(runner, selection_split='test (legacy)')
-        elif self.hp_selection == 'none':
-            update_record(runner, selection_split='none')
+        select_alpha_beta(runner, self.search, self.beta_grid, self.alpha_grid, self.max_chunk_bytes,
+                          self.protocol.split)
+        if self.hp_selection in ('legacy_test', 'none'):
+            update_record(runner, selection_split=self.protocol.label)
         update_record(runner, hp_selection=self.hp_selection,
                       search_scale=self.search_scale if self.search else None,
                       search_step=self.search_step if self.search else None, max_epochs=self._max_epochs,

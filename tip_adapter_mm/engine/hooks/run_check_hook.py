@@ -2,14 +2,19 @@ from mmengine.hooks import Hook
 from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmpretrain.registry import HOOKS
 
+from ...settings import check_consistency
 from ...utils.checkpoint import message_hub_from_plain, message_hub_to_plain, safe_load
 
 
 @HOOKS.register_module()
-class MMEngineCompatHook(Hook):
-    """Keep a run's checkpoints free of code: refuse unsafe files before mmengine reads them, and write none.
+class RunCheckHook(Hook):
+    """Check a run before it computes anything, and keep its checkpoints free of code.
 
-    - ``before_run`` reads the checkpoint the run will load or resume from (``load_from``, ``--resume`` with
+    - ``before_run`` checks that every place of a top-level setting holds its value
+      (:func:`tip_adapter_mm.settings.check_consistency`: e.g. the head's and the datasets' ``num_shots``),
+      so a config edited in one place only is an error under any entry point, also a plain
+      ``Runner.from_cfg`` (the project's runner checks it earlier, before the work dir exists).
+    - ``before_run`` also reads the checkpoint the run will load or resume from (``load_from``, ``--resume`` with
       or without a path) with ``torch.load(weights_only=True)`` (:func:`~tip_adapter_mm.utils.checkpoint.
       safe_load`): a file that would run code, or that is empty or truncated, stops the run with an error
       naming the file and the cause before mmengine opens it. (Upstream: mmengine 0.10.7 calls ``torch.load``
@@ -25,6 +30,7 @@ class MMEngineCompatHook(Hook):
     priority = 'VERY_LOW'  # its checkpoint conversion runs after every other hook has edited the checkpoint
 
     def before_run(self, runner):
+        check_consistency(runner.cfg, getattr(runner.cfg, 'filename', None))
         path = runner._load_from
         if runner._resume and path is None:
             path = find_latest_checkpoint(runner.work_dir)

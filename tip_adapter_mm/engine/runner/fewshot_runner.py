@@ -1,0 +1,61 @@
+import copy
+import os.path as osp
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+from mmpretrain.registry import RUNNERS
+
+from ... import compat
+from ...settings import resolve
+from .preflight import preflight
+
+
+def resolve_config(cfg):
+    """Apply the changed top-level settings of ``cfg`` against its file (in place); see :class:`FewShotRunner`.
+
+    Also turns off ``persistent_workers`` of loaders without workers: mmpretrain's tools/train.py defaults
+    it to True, which torch refuses with ``num_workers=0`` (one process gives fresh randomness every pass
+    anyway, so the run is the same).
+    """
+    filename = getattr(cfg, 'filename', None)
+    original = Config.fromfile(filename) if filename and osp.isfile(filename) else None
+    resolve(cfg, original)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if loader and not loader.get('num_workers', 0):
+            loader['persistent_workers'] = False
+    return cfg
+
+
+def prepare_config(cfg):
+    """What the project's runner does to a config before building (in place); see :class:`FewShotRunner`."""
+    resolve_config(cfg)
+    preflight(cfg)
+    if cfg.get('launcher', 'none') != 'none':
+        compat.init_cpu_distributed(cfg)
+    return cfg
+
+
+@RUNNERS.register_module()
+class FewShotRunner(Runner):
+    """mmengine's Runner, preceded by the project's checks; named by the configs (``runner_type``).
+
+    mmpretrain's ``tools/train.py`` / ``tools/test.py``, ``mim train/test mmpretrain`` and the project's
+    tools build it with ``RUNNERS.build(cfg)``. Before the runner exists (so before its work dir, log or any
+    output), :meth:`from_cfg`
+
+    1. applies changed top-level settings (``--cfg-options num_shots=8``) to every place that holds them and
+       refuses a place changed alone (:func:`tip_adapter_mm.settings.resolve`);
+    2. checks datasets, model, checkpoint and training settings
+       (:func:`~tip_adapter_mm.engine.runner.preflight.preflight`);
+    3. for ``--launcher pytorch`` on a machine without CUDA, starts a gloo process group
+       (:func:`tip_adapter_mm.compat.init_cpu_distributed`).
+
+    Everything else is mmengine's Runner: a config built by a plain ``Runner.from_cfg`` runs the same
+    experiment (its settings are checked by :class:`~tip_adapter_mm.engine.RunCheckHook`).
+    """
+
+    @classmethod
+    def from_cfg(cls, cfg) -> 'FewShotRunner':
+        cfg = prepare_config(copy.deepcopy(cfg))
+        return super().from_cfg(cfg)

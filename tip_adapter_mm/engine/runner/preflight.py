@@ -1,0 +1,98 @@
+"""What the project's runner checks before anything exists: datasets, model, checkpoint, settings.
+
+Bad input gets a clear error (naming the file, the key or value, and what was expected) before the runner
+makes its work dir, log, checkpoint, features or results.
+"""
+import copy
+import os.path as osp
+
+from mmengine.registry import init_default_scope
+
+from ...utils.checkpoint import CheckpointError, safe_load
+
+
+def check_checkpoint(path: str, head_cfg: dict):
+    """Raise if the checkpoint cannot be read safely or its head does not fit the configured head.
+
+    The configured head is built and loads the checkpoint's ``head.*`` entries: the heads' own checks
+    (``_load_from_state_dict``) decide, so loading and this early check are the same code. The messages name
+    the file.
+    """
+    from mmpretrain.registry import MODELS
+    state = safe_load(path, 'cpu')
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(state).__name__}, not a state dict")
+    state = state.get('state_dict', state)
+    head_state = {k[len('head.'):]: v for k, v in state.items() if k.startswith('head.')}
+    if not head_state:
+        return
+    head = MODELS.build(copy.deepcopy(head_cfg))
+    try:
+        head.load_state_dict(head_state, strict=False)
+    except (ValueError, RuntimeError) as e:
+        text = str(e)
+        text = f"checkpoint '{path}' {text[len('checkpoint '):]}" if text.startswith('checkpoint ') else \
+            f"checkpoint '{path}': {text}"
+        raise ValueError(text) from None
+
+
+def preflight(cfg) -> dict:
+    """Check datasets, model and checkpoint of ``cfg`` before any output is written.
+
+    Returns:
+        dict: the built datasets by loader key.
+
+    Raises:
+        FileNotFoundError / ValueError: with the file, the value and what was expected.
+    """
+    import open_clip
+    from mmpretrain.registry import DATASETS
+
+    from ...models.clip_backbone import _is_local_file, resolve_model_name
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    model = cfg.get('model', {})
+    backbone, head = model.get('backbone', {}), model.get('head', {})
+    if backbone.get('type') == 'CLIPBackbone':
+        name = resolve_model_name(backbone.get('model_name', 'RN50'), backbone.get('pretrained', 'openai'))
+        pretrained = backbone.get('pretrained')
+        if pretrained and _is_local_file(pretrained) and not osp.isfile(pretrained):
+            raise FileNotFoundError(f"CLIP checkpoint file '{pretrained}' (model.backbone.pretrained) does "
+                                    'not exist')
+        embed_dim = (open_clip.get_model_config(name) or {}).get('embed_dim')
+        if embed_dim and head.get('feat_dim') and int(head['feat_dim']) != int(embed_dim):
+            raise ValueError(f"model.head.feat_dim={head['feat_dim']} but open_clip model '{name}' embeds "
+                             f'into {embed_dim} dimensions')
+    datasets = {}
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if loader and isinstance(loader.get('dataset'), dict):
+            datasets[key] = DATASETS.build(copy.deepcopy(loader['dataset']))
+    train = datasets.get('train_dataloader')
+    if train is not None and head.get('num_classes') is not None:
+        from ..hooks.build_cache_hook import image_dataset
+        images = image_dataset(train)  # the cache holds every class, also when training on a subset
+        classes = images.metainfo.get('classes') or ()
+        if len(classes) != int(head['num_classes']):
+            raise ValueError(f"the dataset has {len(classes)} classes but model.head.num_classes is "
+                             f"{head['num_classes']}")
+        size = int(head['num_classes']) * int(head.get('num_shots', 0))
+        if size and len(images) != size:
+            raise ValueError(
+                f'the train split has {len(images)} images but the head holds num_classes x num_shots = '
+                f"{head['num_classes']} x {head.get('num_shots')} = {size} cache entries: set "
+                'model.head.num_shots and train_dataloader.dataset.num_shots to the same K')
+    train_cfg = cfg.get('train_cfg') or {}
+    if train_cfg.get('type') == 'FinetuneLoop' and train is not None:
+        from ..loops.finetune_loop import check_finetune_settings, training_loader
+        from ...protocol import get_protocol
+        get_protocol(train_cfg.get('hp_selection', 'full_val'))
+        training_loader(cfg.train_dataloader, train_cfg.get('train_from', 'feature_bank'))
+        loader = cfg.train_dataloader
+        check_finetune_settings(train_cfg.get('max_epochs'), loader.get('batch_size', 1),
+                                loader.get('drop_last', False), len(train))
+    elif train_cfg.get('type') == 'TrainingFreeLoop':
+        from ...protocol import get_protocol
+        get_protocol(train_cfg.get('hp_selection', 'full_val'))
+    if cfg.get('load_from') and head.get('num_classes') is not None:
+        check_checkpoint(cfg.load_from, head)
+    return datasets

@@ -1,0 +1,192 @@
+"""The run settings: one top-level key per concept, and the places in a config that hold its value.
+
+A config file is the whole experiment: read with ``Config.fromfile`` it already holds every value where the
+modules read it (the head's ``num_shots``, each dataset's ``seed``, the loop's ``search_scale``, ...). The
+top-level keys below name those values once, so that one override changes a concept everywhere::
+
+    --cfg-options num_shots=8 fewshot_seed=2
+
+:func:`resolve` does that for the runner the configs name (``runner_type = 'FewShotRunner'``, honoured by
+the project's tools, mmpretrain's tools and ``mim``): it compares the config with its file, copies a changed
+top-level value into the places that still hold the file's value, and refuses an edit of one place alone.
+:func:`check_consistency` is what every run checks (also under a plain ``Runner.from_cfg``): each place
+holds its key's value.
+
+The module imports no mmengine: it works on any nested mapping.
+"""
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+EVALUATORS = ('val_evaluator', 'test_evaluator')
+
+Path = Tuple[Any, ...]
+
+
+def _is_mapping(node) -> bool:
+    return isinstance(node, Mapping) or (hasattr(node, 'keys') and hasattr(node, '__getitem__'))  # mmengine Config
+
+
+def _get(cfg: Mapping, path: Path, default=None):
+    node = cfg
+    for part in path:
+        if _is_mapping(node) and not isinstance(part, int) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return default
+    return node
+
+
+def _has(cfg: Mapping, path: Path) -> bool:
+    missing = object()
+    return _get(cfg, path, missing) is not missing
+
+
+def _set(cfg, path: Path, value):
+    node = cfg
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+
+
+def _dataset_paths(cfg: Mapping, key: str) -> Iterator[Path]:
+    """``(loader, 'dataset', ..., key)`` for every dataset of every loader (wrappers included) with ``key``."""
+    for loader in LOADERS:
+        path: Path = (loader, 'dataset')
+        while _is_mapping(_get(cfg, path)):
+            if key in _get(cfg, path):
+                yield path + (key, )
+            path = path + ('dataset', )
+
+
+def _head(key: str) -> Callable[[Mapping], List[Path]]:
+    return lambda cfg: [('model', 'head', key)] if _has(cfg, ('model', 'head', key)) else []
+
+
+def _loop(key: str) -> Callable[[Mapping], List[Path]]:
+    return lambda cfg: [('train_cfg', key)] if _has(cfg, ('train_cfg', key)) else []
+
+
+def _datasets(key: str) -> Callable[[Mapping], List[Path]]:
+    return lambda cfg: list(_dataset_paths(cfg, key))
+
+
+def _evaluators(key: str) -> Callable[[Mapping], List[Path]]:
+    def paths(cfg):
+        found = []
+        for name in EVALUATORS:
+            evaluator = _get(cfg, (name, ))
+            metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+            for i, metric in enumerate(metrics):
+                if _is_mapping(metric) and key in metric:
+                    found.append((name, i, key) if isinstance(evaluator, (list, tuple)) else (name, key))
+        return found
+    return paths
+
+
+def _join(*getters) -> Callable[[Mapping], List[Path]]:
+    return lambda cfg: [p for g in getters for p in g(cfg)]
+
+
+#: top-level key -> (where its value lives, what it means)
+SETTINGS: Dict[str, Tuple[Callable[[Mapping], List[Path]], str]] = {
+    'num_shots': (_join(_head('num_shots'), _datasets('num_shots')),
+                  'K, images per class in the cache (0: zero-shot CLIP)'),
+    'fewshot_seed': (_datasets('seed'), 'the seed of the K-shot sample (and of the held-out validation split)'),
+    'fewshot_split_file': (_datasets('split_file'),
+                           "an earlier run's fewshot_split.json: its sampled lists instead of the seed"),
+    'num_classes': (_head('num_classes'), "the dataset's class count"),
+    'init_alpha': (_head('alpha'), 'the residual ratio alpha before (or without) the search'),
+    'init_beta': (_head('beta'), 'the sharpness beta before (or without) the search'),
+    'search_scale': (_loop('search_scale'), 'the largest [beta, alpha] of the search grids'),
+    'hp_selection': (_loop('hp_selection'), 'what alpha, beta and the epoch are chosen on '
+                     "('full_val', 'fewshot_val', 'none', 'legacy_test')"),
+    'max_epochs': (_loop('max_epochs'), 'training epochs (the cosine schedule follows)'),
+    'train_from': (_loop('train_from'), "what fine-tuning reads: 'feature_bank' (stored views) or 'image'"),
+    'base_classes': (_join(_head('base_classes'), _evaluators('base_classes')),
+                     'the base classes of a base/novel protocol'),
+}
+
+
+def _dotted(path: Path) -> str:
+    return '.'.join(str(p) for p in path)
+
+
+def places(cfg: Mapping, key: str) -> List[Path]:
+    """The paths in ``cfg`` that hold the value of the top-level setting ``key``."""
+    return SETTINGS[key][0](cfg)
+
+
+def _same(a, b) -> bool:
+    norm = (lambda v: list(v) if isinstance(v, tuple) else v)
+    return norm(_plain(a)) == norm(_plain(b))
+
+
+def _plain(value):
+    if _is_mapping(value):
+        return {k: _plain(value[k]) for k in value.keys()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def check_consistency(cfg: Mapping, source: Optional[str] = None):
+    """Raise ``ValueError`` if a place holds another value than its top-level setting.
+
+    Args:
+        cfg: the config (any nested mapping).
+        source (str, optional): the config file, for the message.
+    """
+    problems = []
+    for key in SETTINGS:
+        if key not in cfg:
+            continue
+        for path in places(cfg, key):
+            if not _same(_get(cfg, path), cfg[key]):
+                problems.append(f'{_dotted(path)}={_get(cfg, path)!r} but {key}={cfg[key]!r}')
+    if problems:
+        where = f" in '{source}'" if source else ''
+        raise ValueError(f'inconsistent settings{where}: ' + '; '.join(problems) + '. Each of these is set by '
+                         'its top-level key (e.g. --cfg-options num_shots=8), which changes every place at '
+                         'once; a place changed alone would run another experiment than the one recorded')
+
+
+def resolve(cfg, original: Optional[Mapping]) -> List[str]:
+    """Apply changed top-level settings of ``cfg`` to their places, then check the result (in place).
+
+    Args:
+        cfg: the config after overrides (e.g. ``--cfg-options``), modified in place.
+        original: the same config as its file defines it (``Config.fromfile``), or None when there is no
+            file: then only :func:`check_consistency` runs.
+
+    Returns:
+        list of str: the settings that were changed and applied.
+
+    Raises:
+        ValueError: a place was changed alone (to another value than its key), or places disagree.
+    """
+    applied = []
+    if original is not None:
+        for key in SETTINGS:
+            if key not in cfg or key not in original or _same(cfg[key], original[key]):
+                continue
+            targets = places(cfg, key)
+            if not targets:
+                raise ValueError(f'{key}={cfg[key]!r}: nothing in this config reads {key} ({SETTINGS[key][1]}), '
+                                 'so changing it would change nothing')
+            for path in targets:
+                value, before = _get(cfg, path), _get(original, path, object())
+                if _same(value, before):
+                    _set(cfg, path, cfg[key])
+                elif not _same(value, cfg[key]):
+                    raise ValueError(f'{key} was set to {cfg[key]!r} and {_dotted(path)} to {value!r}: set '
+                                     f'{key} alone, it changes {_dotted(path)} too')
+            applied.append(key)
+    check_consistency(cfg, getattr(cfg, 'filename', None))
+    return applied
+
+
+def describe() -> str:
+    """One line per setting: the key and what it means (for error messages and documentation)."""
+    return '\n'.join(f'  {key}: {text}' for key, (_, text) in SETTINGS.items())
