@@ -21,6 +21,7 @@ setup(
         'mmpretrain>=1.2.0,<1.3',
         'setuptools<81',  # mmengine's pkg_resources import (mmpretrain:: configs); fixed upstream, unreleased
         'numpy',
+        'filelock',  # the work dir lock
         'scikit-learn',  # the embedded demo's images
         'matplotlib',
     ],

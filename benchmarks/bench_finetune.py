@@ -404,7 +404,7 @@ def main(argv=None):
                       f"{row['images']['train_step']} images ({time.perf_counter() - t0:.1f} s)", flush=True)
         rows.sort(key=lambda r: (args.paths.index(r['path']), r['seed']))
         problems = []
-        expected = dict(feature_bank='FeatureBankDataset', image='FewShotImageFolder')
+        expected = dict(feature_bank='FeatureBankDataset', image='SeededImageDataset')
         for r in rows:
             if r['trained_in'] != expected[r['path']]:
                 problems.append(f"{r['path']} seed {r['seed']}: results.json trained_in={r['trained_in']!r}")

@@ -36,8 +36,9 @@ def run_train(config, work_dir, assets, *extra, **overrides):
     return read_results(work_dir)
 
 
-def read_results(work_dir):
-    with open(osp.join(str(work_dir), 'results.json')) as f:
+def read_results(work_dir, name='results.json'):
+    """A run's record: results.json of a training run, results_test.json of a test-only run."""
+    with open(osp.join(str(work_dir), name)) as f:
         return json.load(f)
 
 
@@ -66,3 +67,23 @@ def tip_run(demo_assets, tmp_path_factory):
 def zeroshot_run(demo_assets, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('zeroshot')
     return work_dir, run_train('configs/zeroshot_digits.py', work_dir, demo_assets)
+
+
+#: epochs of the shared Tip-Adapter-F run (short; the schedule follows)
+TIPF_EPOCHS = 4
+
+
+@pytest.fixture(scope='session')
+def tipf_run(demo_assets, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('tipf')
+    return work_dir, run_train('configs/tip_f_digits_16shot.py', work_dir, demo_assets, max_epochs=TIPF_EPOCHS)
+
+
+@pytest.fixture(scope='session')
+def meta_run(demo_assets, tmp_path_factory):
+    """(work dir, results, runner) of the demo's Meta-Adapter run."""
+    from tip_adapter_mm.launch import main_train
+    work_dir = tmp_path_factory.mktemp('meta')
+    runner = main_train([osp.join(ROOT, 'configs/meta_adapter_digits_16shot.py'), '--work-dir', str(work_dir),
+                         '--cfg-options', *demo_options(demo_assets)])
+    return work_dir, read_results(work_dir), runner

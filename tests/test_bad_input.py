@@ -119,8 +119,8 @@ def test_unreadable_test_image_is_named_or_skipped_and_counted(demo_assets, tmp_
     roots = {f'{k}.dataset.data_root': str(root) for k in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
     with pytest.raises(RuntimeError, match=rf"cannot read image '.*{broken.name}'"):
         main_test([CONFIG, '--work-dir', str(tmp_path / 'a'), '--cfg-options', *demo_options(demo_assets, **roots)])
-    assert not osp.exists(tmp_path / 'a' / 'results.json')
+    assert not osp.exists(tmp_path / 'a' / 'results_test.json')
     main_test([CONFIG, '--work-dir', str(tmp_path / 'b'), '--cfg-options',
                *demo_options(demo_assets, **roots, **{'test_dataloader.dataset.skip_unreadable': True})])
-    res = read_results(tmp_path / 'b')
+    res = read_results(tmp_path / 'b', 'results_test.json')
     assert res['skipped_images']['test'] == 1 and res['test_size'] == 497 - 1

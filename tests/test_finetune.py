@@ -1,4 +1,5 @@
 """Tip-Adapter-F: what trains, selection, resume, distributed runs, bad input."""
+import os
 import os.path as osp
 
 import pytest
@@ -6,23 +7,17 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-from conftest import ROOT, demo_options, read_results, run_dist, run_train
+from conftest import TIPF_EPOCHS, ROOT, demo_options, read_results, run_dist, run_train
 from tip_adapter_mm.launch import build_runner, main_test, main_train, merge_train_args, parse_train_args
 
 pytestmark = pytest.mark.slow  # end-to-end runs on the demo
 
 CONFIG = 'configs/tip_f_digits_16shot.py'
-EPOCHS = 4
+EPOCHS = TIPF_EPOCHS  # the shared tipf_run fixture's
 
 
 def _state(work_dir, name):
     return torch.load(osp.join(str(work_dir), name), map_location='cpu', weights_only=False)
-
-
-@pytest.fixture(scope='module')
-def tipf_run(demo_assets, tmp_path_factory):
-    work_dir = tmp_path_factory.mktemp('tipf')
-    return work_dir, run_train(CONFIG, work_dir, demo_assets, max_epochs=EPOCHS)
 
 
 def test_only_the_keys_train(tipf_run, tip_run, demo_assets):
@@ -73,7 +68,7 @@ def test_final_checkpoint_evaluates_the_same(tipf_run, demo_assets, tmp_path):
     metrics = main_test([osp.join(ROOT, CONFIG), osp.join(str(work_dir), 'final.pth'), '--work-dir',
                          str(tmp_path), '--cfg-options', *demo_options(demo_assets)])
     assert abs(metrics['accuracy/top1'] - res['test_top1']) < 1e-9
-    again = read_results(tmp_path)
+    again = read_results(tmp_path, 'results_test.json')
     for key in ('alpha', 'beta', 'val_top1', 'selected_epoch', 'selection_split', 'trained_in'):
         assert again[key] == res[key], key
 
@@ -119,6 +114,66 @@ def test_resume_after_kill_gives_the_uninterrupted_result(tipf_run, demo_assets,
         assert resumed[key] == res[key], key
     assert torch.equal(_state(tmp_path, 'final.pth')['state_dict']['head.cache_keys'],
                        _state(work_dir, 'final.pth')['state_dict']['head.cache_keys'])
+
+
+class _KillAtIter(Hook):
+    """Simulates Ctrl-C in the middle of epoch ``epoch`` (after its ``iters``-th step)."""
+
+    def __init__(self, epoch, iters):
+        self.epoch, self.iters = epoch, iters
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.epoch + 1 == self.epoch and batch_idx + 1 == self.iters:
+            raise KeyboardInterrupt
+
+
+IMAGE_RUN = dict(max_epochs=3, train_from='image', **{'train_dataloader.batch_size': 64})  # 3 steps an epoch
+
+
+@pytest.fixture(scope='module')
+def image_run(demo_assets, tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('tipf_image')
+    return work_dir, run_train(CONFIG, work_dir, demo_assets, **IMAGE_RUN)
+
+
+@pytest.mark.parametrize('kill', [_KillAfterEpoch(2), _KillAtIter(2, 2)], ids=['between_epochs', 'mid_epoch'])
+def test_resume_is_exact_when_training_from_images(image_run, demo_assets, tmp_path, kill):
+    """The images' augmentations are seeded per (seed, epoch, item): a resumed run draws the same views."""
+    work_dir, res = image_run
+    args = parse_train_args([osp.join(ROOT, CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
+                             *demo_options(demo_assets, **IMAGE_RUN)])
+    runner = build_runner(merge_train_args(Config.fromfile(args.config), args))
+    runner.register_hook(kill, priority='LOWEST')
+    with pytest.raises(KeyboardInterrupt):
+        runner.train()
+    assert not osp.exists(tmp_path / 'results.json')
+    resumed = run_train(CONFIG, tmp_path, demo_assets, '--resume', **IMAGE_RUN)
+    assert resumed['trained_in'] == 'SeededImageDataset'
+    for key in ('test_top1', 'val_top1', 'alpha', 'beta', 'selected_epoch', 'epoch_top1'):
+        assert resumed[key] == res[key], key
+    assert torch.equal(_state(tmp_path, 'final.pth')['state_dict']['head.cache_keys'],
+                       _state(work_dir, 'final.pth')['state_dict']['head.cache_keys'])
+
+
+def test_ctrl_c_ends_the_run_with_a_resume_hint(demo_assets, tmp_path):
+    """Ctrl-C (SIGINT) in tools/train.py: a short message saying how to resume, exit code 130, no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen([sys.executable, osp.join(ROOT, 'tools', 'train.py'), osp.join(ROOT, CONFIG),
+                             '--work-dir', str(tmp_path), '--cfg-options',
+                             *demo_options(demo_assets, max_epochs=200)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not osp.exists(tmp_path / 'epoch_1.pth') and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    assert 'Traceback' not in out, out[-3000:]
+    assert '--resume' in out and str(tmp_path) in out
 
 
 def test_two_processes_match_one(tipf_run, demo_assets, tmp_path):

@@ -425,12 +425,26 @@ def test_load_other_classes_is_transfer():
     assert bool(target.cache_ready) and torch.equal(target.support, s)
 
 
-def test_load_partial_cache_not_ready():
+def test_load_partial_state_is_an_error():
+    """A partial head state never loads silently: a partial cache, a missing adapter parameter, or the state
+    of another method's head (a Tip-Adapter cache) is an error that says what is missing."""
     ckpt = _filled_head(c=5, d=16, k=3).state_dict()
-    del ckpt['support']
+    partial = dict(ckpt)
+    del partial['support']
     head = _head(c=5, d=16, k=3)
-    result = head.load_state_dict(ckpt, strict=False)
-    assert result.missing_keys == ['support'] and not bool(head.cache_ready)
+    with pytest.raises(ValueError, match=r"cache buffers \['clip_weights', 'cache_ready'\]"):
+        head.load_state_dict(partial, strict=False)
+    assert not bool(head.cache_ready)
+    no_adapter = {k: v for k, v in ckpt.items() if not k.startswith('q_proj')}
+    with pytest.raises(ValueError, match=r"missing adapter parameters \['q_proj.weight'\]"):
+        _head(c=5, d=16, k=3).load_state_dict(no_adapter, strict=False)
+    from tip_adapter_mm.models import CacheHead
+    tip = CacheHead(num_classes=5, feat_dim=16, num_shots=3).state_dict()
+    with pytest.raises(ValueError, match=r'not a MetaAdapterHead.*Tip-Adapter checkpoint'):
+        _head(c=5, d=16, k=3).load_state_dict(tip, strict=False)
+    with pytest.raises(ValueError, match=r"not a CacheHead's: missing \['alpha', 'beta', 'cache_keys', "
+                                         r"'cache_labels'\].*Meta-Adapter checkpoint"):
+        CacheHead(num_classes=5, feat_dim=16, num_shots=3).load_state_dict(ckpt, strict=False)
 
 
 def test_accuracy_restricted_to_the_classes_of_a_subset():

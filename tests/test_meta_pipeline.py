@@ -9,7 +9,7 @@ import torch
 from conftest import ROOT, demo_options, read_results, run_dist, run_train
 from mmengine.config import Config
 
-from tip_adapter_mm.launch import build_runner, main_test, main_train, merge_test_args, parse_test_args
+from tip_adapter_mm.launch import build_runner, main_test, merge_test_args, parse_test_args
 
 pytestmark = pytest.mark.slow  # end-to-end runs on the demo
 
@@ -18,14 +18,6 @@ CONFIG = 'configs/meta_adapter_digits_16shot.py'
 
 def _state(work_dir, name='final.pth'):
     return torch.load(osp.join(str(work_dir), name), map_location='cpu', weights_only=False)['state_dict']
-
-
-@pytest.fixture(scope='module')
-def meta_run(demo_assets, tmp_path_factory):
-    work_dir = tmp_path_factory.mktemp('meta')
-    runner = main_train([osp.join(ROOT, CONFIG), '--work-dir', str(work_dir), '--cfg-options',
-                         *demo_options(demo_assets)])
-    return work_dir, read_results(work_dir), runner
 
 
 def test_beats_zero_shot_on_novel_classes(meta_run, zeroshot_run):
@@ -82,7 +74,7 @@ def test_transfer_to_another_dataset_without_gradient_steps(meta_run, demo_asset
     cfg.load_from = args.checkpoint
     runner = build_runner(cfg)
     metrics = runner.test()
-    res = read_results(wd)
+    res = read_results(wd, 'results_test.json')
     assert (res['source_dataset'], res['target_dataset']) == ('digits', 'digits4')
     assert 'novel/top1' not in metrics  # the target has no base/novel split
     # the metric is the accuracy of the applied adapter on the target's own test images
@@ -136,7 +128,7 @@ def test_rank_classes_tool(demo_assets, tmp_path):
 def test_image_queries_and_base_only_loss(meta_run, demo_assets, tmp_path, options):
     """Both variants train on the base classes only, and train another adapter than the default run."""
     res = run_train(CONFIG, tmp_path, demo_assets, **options)
-    assert res['trained_in'] == ('ClassSubsetDataset' if 'train_from' in options else 'FeatureBankDataset')
+    assert res['trained_in'] == ('SeededImageDataset' if 'train_from' in options else 'FeatureBankDataset')
     default = _state(meta_run[0])
     state = _state(tmp_path)
     assert not torch.equal(state['head.q_proj.weight'], default['head.q_proj.weight'])

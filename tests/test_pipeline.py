@@ -59,7 +59,7 @@ def test_checkpoint_then_test_py_gives_same_accuracy(tip_run, demo_assets, tmp_p
     metrics = main_test([osp.join(ROOT, 'configs/tip_digits_16shot.py'), ckpt, '--work-dir', str(tmp_path),
                          '--cfg-options', *demo_options(demo_assets)])
     assert abs(metrics['accuracy/top1'] - res['test_top1']) < 1e-9
-    again = read_results(tmp_path)
+    again = read_results(tmp_path, 'results_test.json')
     assert (again['alpha'], again['beta'], again['val_top1']) == (res['alpha'], res['beta'], res['val_top1'])
     assert again['checkpoint'] == ckpt
 
@@ -139,4 +139,4 @@ def test_dist_test_two_processes(tip_run, demo_assets, tmp_path):
                                      '2', '--work-dir', str(tmp_path), '--cfg-options',
                                      *demo_options(demo_assets)], 2)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert abs(read_results(tmp_path)['test_top1'] - res['test_top1']) < 1e-9
+    assert abs(read_results(tmp_path, 'results_test.json')['test_top1'] - res['test_top1']) < 1e-9

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import statistics
 import subprocess
@@ -271,6 +272,265 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(demo_assets, tmp_path):
         md = f.read()
     assert 'Runs without results.json' in md
     assert str(tmp_path / 'tip_digits_16shot' / 'shot1_seed2') in md
+
+
+# ----------------------------------------------------------------------------------------------------------
+# results.json validation, exit status and interrupts, with fake runs (no training)
+
+RECORD = dict(method='Tip-Adapter', dataset='digits', num_shots=2, seed=1, backbone='tiny-clip', test_top1=61.5,
+              timings=dict(total=1.5))
+#: a fake run: writes a valid results.json for its shots and seed (argv: run dir, shots, seed)
+WRITE_RESULTS = '\n'.join([
+    'import json, os, sys',
+    'record = dict(method="Tip-Adapter", dataset="digits", num_shots=int(sys.argv[2]), seed=int(sys.argv[3]),',
+    '              backbone="tiny-clip", test_top1=70. + int(sys.argv[3]))',
+    'with open(os.path.join(sys.argv[1], "results.json"), "w") as f:',
+    '    json.dump(record, f)',
+    'print("fake run done")'])
+
+
+def _fake_runs(monkeypatch, script):
+    """Every run of the sweep starts ``python -c script RUN_DIR SHOTS SEED`` instead of training."""
+    from tip_adapter_mm.sweep import runs
+    monkeypatch.setattr(runs, 'run_command', lambda run, *args, **kwargs: (
+        [sys.executable, '-c', script, run.work_dir, str(run.shots), str(run.seed)], {}))
+
+
+def _fake_argv(work_dir, seeds=(1, 2), extra=()):
+    return ['--configs', CONFIGS[0], '--shots', '2', '--seeds', *map(str, seeds), '--work-dir', str(work_dir),
+            *extra]
+
+
+def _run_dir(work_dir, seed, shots=2):
+    return osp.join(str(work_dir), 'tip_digits_16shot', f'shot{shots}_seed{seed}')
+
+
+def _without(key):
+    return json.dumps({k: v for k, v in RECORD.items() if k != key})
+
+
+INVALID = {  # id: (content of results.json, or None for a directory in its place; the reason given)
+    'truncated': ('{"method": "Tip-Adapter", "num_shots": 2, "test_top1": 6', 'not JSON'),
+    'empty': ('', 'empty file'),
+    'binary': (b'\xff\xfe\x00\x81', 'not JSON'),
+    'list': ('[61.5]', 'not a JSON object'),
+    'no-test_top1': (_without('test_top1'), 'missing test_top1'),
+    'no-method': (_without('method'), 'missing method'),
+    'no-num_shots': (_without('num_shots'), 'missing num_shots'),
+    'no-seed': (_without('seed'), 'missing seed'),
+    'null-test_top1': (json.dumps({**RECORD, 'test_top1': None}), 'missing test_top1'),
+    'nan-test_top1': (json.dumps({**RECORD, 'test_top1': float('nan')}), 'non-finite number in test_top1'),
+    'inf-timing': (json.dumps({**RECORD, 'timings': {'total': float('inf')}}), 'non-finite number in timings.total'),
+    'text-test_top1': (json.dumps({**RECORD, 'test_top1': '61.5'}), 'test_top1 is not an accuracy'),
+    'fraction-test_top1': (json.dumps({**RECORD, 'test_top1': 615.}), 'test_top1 is not an accuracy'),
+    'directory': (None, 'unreadable'),
+}
+
+
+def _put(path, content):
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    if content is None:
+        os.makedirs(path)
+        return
+    with open(path, 'wb') as f:
+        f.write(content if isinstance(content, bytes) else content.encode())
+
+
+@pytest.mark.parametrize('case', list(INVALID))
+def test_invalid_results_json_is_moved_aside_and_run_again(tmp_path, monkeypatch, case):
+    content, reason = INVALID[case]
+    path = osp.join(_run_dir(tmp_path, 2), 'results.json')
+    _put(path, content)
+    atomic_json_dump(RECORD, osp.join(_run_dir(tmp_path, 1), 'results.json'))  # valid: skipped
+    _fake_runs(monkeypatch, WRITE_RESULTS)
+    out = io.StringIO()
+    summary = sweep(_fake_argv(tmp_path), out)
+    output = out.getvalue()
+    assert summary.exit_code == 0, output
+    assert [osp.basename(r.work_dir) for r in summary.ran] == ['shot2_seed2']  # run again, not skipped
+    assert [osp.basename(r.work_dir) for r in summary.skipped] == ['shot2_seed1']
+    assert not summary.failed and not summary.incomplete
+    assert '(1 done already, 1 to run, 1 of them with an invalid results.json)' in output
+    # moved aside, under a new name, not deleted
+    aside = [f for f in os.listdir(_run_dir(tmp_path, 2)) if f.startswith('results.json.invalid-')]
+    assert len(aside) == 1 and re.fullmatch(r'results\.json\.invalid-\d{8}-\d{6}(-\d+)?', aside[0]), aside
+    line = next(line for line in output.splitlines() if 'seed=2: results.json is invalid' in line)
+    assert reason in line and f'moved to {aside[0]}; running again' in line
+    moved = osp.join(_run_dir(tmp_path, 2), aside[0])
+    if content is None:
+        assert osp.isdir(moved)
+    else:
+        with open(moved, 'rb') as f:
+            assert f.read() == (content if isinstance(content, bytes) else content.encode())
+    assert _results(tmp_path)['tip_digits_16shot/shot2_seed2']['test_top1'] == 72.
+    # the report counts the run's new results.json, not the one moved aside
+    assert float(_csv_rows(tmp_path)[0]['digits mean']) == pytest.approx(statistics.fmean([61.5, 72.]))
+    from tip_adapter_mm.sweep import read_results
+    assert reason in read_results(moved)[1]
+    assert read_results(osp.join(_run_dir(tmp_path, 1), 'results.json')) == (RECORD, None)
+
+
+def test_dry_run_lists_an_invalid_results_json_and_moves_nothing(tmp_path, monkeypatch):
+    path = osp.join(_run_dir(tmp_path, 1), 'results.json')
+    _put(path, _without('test_top1'))
+    _fake_runs(monkeypatch, WRITE_RESULTS)
+    out = io.StringIO()
+    summary = sweep(_fake_argv(tmp_path, seeds=(1,), extra=['--dry-run']), out)
+    assert summary.exit_code == 0 and not summary.ran and not summary.skipped
+    assert 'results.json is invalid (missing test_top1); would move it aside and run again' in out.getvalue()
+    assert os.listdir(_run_dir(tmp_path, 1)) == ['results.json']
+
+
+def test_run_that_leaves_an_invalid_results_json_fails_the_sweep(tmp_path, monkeypatch):
+    """Exit status 0 of a run is not enough: without a valid results.json the sweep exits with 1, naming it."""
+    _fake_runs(monkeypatch, WRITE_RESULTS.replace('test_top1=70. + int(sys.argv[3])', 'test_top5=90.'))
+    out = io.StringIO()
+    summary = sweep(_fake_argv(tmp_path), out)
+    output = out.getvalue()
+    assert summary.exit_code == 1, output
+    assert len(summary.ran) == 2 and [code for _, code in summary.failed] == [-1, -1]
+    assert [why for _, why in summary.incomplete] == ['missing test_top1'] * 2
+    assert 'sweep finished: 2 run, 0 skipped, 2 failed' in output and output.count('FAILED') == 2
+    assert f"FAILED tip_digits_16shot shots=2 seed=1 (missing test_top1): {_run_dir(tmp_path, 1)}" in output
+    assert 'exited with 0 but left no valid results.json (missing test_top1)' in output
+    assert '2 planned run(s) without a valid results.json: exit status 1' in output
+    assert main(_fake_argv(tmp_path), io.StringIO()) == 1  # again: retried (moved aside), failing again
+    assert len([f for f in os.listdir(_run_dir(tmp_path, 1)) if f.startswith('results.json.invalid-')]) == 1
+
+    # no results.json at all
+    _fake_runs(monkeypatch, 'print("nothing written")')
+    out = io.StringIO()
+    summary = sweep(_fake_argv(tmp_path / 'none', seeds=(1,)), out)
+    assert summary.exit_code == 1 and [why for _, why in summary.incomplete] == ['no results.json']
+    assert 'FAILED tip_digits_16shot shots=2 seed=1 (no results.json)' in out.getvalue()
+
+
+def test_planned_run_without_results_at_the_end_fails_the_sweep(tmp_path, monkeypatch):
+    """A run skipped at the start whose results.json is gone at the end (here: removed by the next run)."""
+    atomic_json_dump(RECORD, osp.join(_run_dir(tmp_path, 1), 'results.json'))
+    _fake_runs(monkeypatch, WRITE_RESULTS + f'\nos.remove({osp.join(_run_dir(tmp_path, 1), "results.json")!r})')
+    out = io.StringIO()
+    summary = sweep(_fake_argv(tmp_path), out)
+    output = out.getvalue()
+    assert summary.exit_code == 1, output
+    assert len(summary.skipped) == 1 and len(summary.ran) == 1 and not summary.failed
+    assert [(r.seed, why) for r, why in summary.incomplete] == [(1, 'no results.json')]
+    assert 'MISSING tip_digits_16shot shots=2 seed=1 (no results.json)' in output
+    assert '1 planned run(s) without a valid results.json: exit status 1' in output
+
+
+def test_report_only_exit_status_follows_the_problems_it_lists(tmp_path):
+    for seed in (1, 2):
+        atomic_json_dump({**RECORD, 'seed': seed}, osp.join(_run_dir(tmp_path, seed), 'results.json'))
+    out = io.StringIO()
+    assert main(['--report-only', '--work-dir', str(tmp_path)], out) == 0, out.getvalue()  # complete
+    assert 'problem' not in out.getvalue()
+
+    corrupt = osp.join(_run_dir(tmp_path, 3), 'results.json')
+    _put(corrupt, '{"method": "Tip-Adapter", "num_')
+    os.remove(tmp_path / 'report.md')
+    out = io.StringIO()
+    assert main(['--report-only', '--work-dir', str(tmp_path)], out) == 1
+    output = out.getvalue()
+    assert 'report: 1 problem(s)' in output and f'{corrupt}: not JSON' in output
+    assert f'md: {tmp_path / "report.md"}' in output  # the report is still written, from what is there
+    with open(tmp_path / 'report.md') as f:
+        md = f.read()
+    assert 'Files not counted' in md and corrupt in md and '(n=2)' in md
+    assert osp.isfile(corrupt)  # --report-only moves nothing
+
+    os.remove(corrupt)  # a run folder without results.json: failed, interrupted or still running
+    out = io.StringIO()
+    assert main(['--report-only', '--work-dir', str(tmp_path)], out) == 1
+    assert f'{_run_dir(tmp_path, 3)}: no results.json' in out.getvalue()
+    os.rmdir(_run_dir(tmp_path, 3))
+    assert main(['--report-only', '--work-dir', str(tmp_path)], io.StringIO()) == 0
+
+
+#: the sweep's process in the interrupt tests: runs are `python -c CHILD RUN_DIR`, stopped after GRACE seconds
+SWEEP_DRIVER = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job may have inherited SIGINT ignored
+from tip_adapter_mm.sweep import cli, runs
+child, runs.STOP_GRACE_S = sys.argv[1], float(sys.argv[2])
+runs.run_command = lambda run, *args, **kwargs: ([sys.executable, '-c', child, run.work_dir], {})
+sys.exit(cli.main(sys.argv[3:]))
+"""
+#: a run that starts a process of its own, writes both pids to RUN_DIR/pids and sleeps
+SLEEPING_RUN = """
+import os, signal, subprocess, sys, time
+if IGNORE_SIGTERM:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by its own process too
+grandchild = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+with open(os.path.join(sys.argv[1], 'pids.tmp'), 'w') as f:
+    f.write(f'{os.getpid()} {grandchild.pid}')
+os.rename(os.path.join(sys.argv[1], 'pids.tmp'), os.path.join(sys.argv[1], 'pids'))
+time.sleep(60)
+"""
+
+
+def _alive(pid):
+    """Whether a process exists and is not a zombie."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] not in ('Z', 'X')
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+@pytest.mark.skipif(sys.platform == 'win32', reason='process groups and signals: POSIX')
+@pytest.mark.parametrize('signame,ignore_sigterm', [('SIGINT', False), ('SIGTERM', False), ('SIGTERM', True)],
+                         ids=['SIGINT', 'SIGTERM', 'SIGTERM-ignored-by-the-run'])
+def test_interrupted_sweep_stops_its_runs(tmp_path, signame, ignore_sigterm):
+    import signal
+    import time
+    signum = getattr(signal, signame)
+    driver = tmp_path / 'driver.py'
+    driver.write_text(SWEEP_DRIVER)
+    child = SLEEPING_RUN.replace('IGNORE_SIGTERM', str(ignore_sigterm))
+    work_dir = tmp_path / 'sweep'
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(p for p in (ROOT, os.environ.get('PYTHONPATH')) if p)}
+    proc = subprocess.Popen([sys.executable, str(driver), child, '1.5', *_fake_argv(work_dir)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = []
+    try:
+        pid_file = osp.join(_run_dir(work_dir, 1), 'pids')
+        deadline = time.monotonic() + 120
+        while not osp.exists(pid_file) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert osp.exists(pid_file), proc.communicate(timeout=30) if proc.poll() is not None else 'no run started'
+        with open(pid_file) as f:
+            pids = [int(p) for p in f.read().split()]
+        assert all(_alive(pid) for pid in pids)
+        sessions = (os.getsid(pids[0]), os.getsid(proc.pid))
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=60)
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in pids if _alive(pid)], f'processes of the interrupted run still run: {out}{err}'
+        assert proc.returncode == 128 + signum, (proc.returncode, out, err)
+        assert 'Traceback' not in out + err, out + err
+        assert f'interrupted by {signame}' in err
+        assert f'[1/2] tip_digits_16shot shots=2 seed=1: interrupted ({signame})' in out
+        assert '[2/2]' not in out and 'sweep finished' not in out  # no further run, no report
+        assert sessions[0] == pids[0] != sessions[1]  # the run was a session (and process group) of its own
+        with open(osp.join(_run_dir(work_dir, 1), 'sweep.log')) as f:
+            assert f'sweep interrupted ({signame}): stopped this run' in f.read()
+        assert not _results(work_dir)
+    finally:  # on failure: stop what this test started, the sweep first (it would start the next run)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -5,6 +5,6 @@ Importing the package registers its modules into mmpretrain's registries (config
 for the duration of a run by the hook the configs name, and the demo's tiny CLIP is registered with
 open_clip only when a config asks for it.
 """
-from . import datasets, engine, evaluation, models  # noqa: F401  (registration)
-
 __version__ = '0.1.0'
+
+from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registration)

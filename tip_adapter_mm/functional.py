@@ -161,6 +161,176 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, topk: int = 1) -> 
     return 100. * (pred == labels.view(-1, 1)).any(dim=1).sum().item() / labels.numel()
 
 
+#: Spacing, in positions of the sorted beta grid, of the anchor betas at which
+#: :func:`tip_search_correct_counts` computes the cache term of every class (the first and the last beta are
+#: always anchors). Between two anchors the cache term of each class is bounded by the chord of its anchor
+#: values (it is convex in beta), which is tight enough that only the few classes that can compete with the
+#: true class are evaluated.
+_ANCHOR_SPACING = 10
+
+
+def _class_members(cache_labels: torch.Tensor, num_classes: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The cache entries of each class: a [C, K_max] table of indices into the cache and its validity mask.
+
+    The mask is None when the cache is grouped by class (K entries per class, in label order): the table is
+    then ``arange(N).view(C, K)``. Otherwise each row lists the class's entries in cache order, padded with
+    index 0 (masked out).
+    """
+    n, device = cache_labels.numel(), cache_labels.device
+    k = _shots_if_grouped(cache_labels, num_classes)
+    if k is not None:
+        return torch.arange(n, device=device).view(num_classes, k), None
+    per_class = torch.bincount(cache_labels, minlength=num_classes)
+    k_max = int(per_class.max()) if n else 0
+    order = torch.argsort(cache_labels, stable=True)
+    sorted_labels = cache_labels[order]
+    slot = torch.arange(n, device=device) - (torch.cumsum(per_class, 0) - per_class)[sorted_labels]
+    members = torch.zeros(num_classes, k_max, dtype=torch.long, device=device)
+    members[sorted_labels, slot] = order
+    valid = torch.zeros(num_classes, k_max, dtype=torch.bool, device=device)
+    valid[sorted_labels, slot] = True
+    return members, valid
+
+
+def _candidate_thresholds(clip: torch.Tensor, clip_y: torch.Tensor, labels: torch.Tensor,
+                          shifted: torch.Tensor, k_max: int, betas: Sequence[float], alpha_lo: float,
+                          alpha_hi: float) -> torch.Tensor:
+    """Per (query, class) threshold T such that class c can reach the true class y's logit for some alpha of
+    the grid only if ``cache_c - cache_y >= T`` (for an upper bound of cache_c; shape [M, C]).
+
+    With ``d = clip_c - clip_y`` the logit gap ``d + alpha (cache_c - cache_y)`` is linear in alpha, so it is
+    below ``-tau`` on all of ``[alpha_lo, alpha_hi]`` (``alpha_lo >= 0``) iff it is at both ends:
+    ``T = -(d + tau) / alpha_hi`` where ``d + tau < 0``, and ``-(d + tau) / alpha_lo`` elsewhere. ``tau`` is a
+    per-query safety margin, orders of magnitude above the rounding error of the logits and of the bound, so a
+    pruned class is strictly below y in floating point as well. The true class gets +big (never a candidate);
+    with a negative alpha in the grid nothing is pruned (-big everywhere else).
+    """
+    dtype = clip.dtype
+    big = torch.finfo(dtype).max / 4
+    rows = torch.arange(clip.shape[0], device=clip.device)
+    if alpha_lo < 0:
+        thresholds = torch.full_like(clip, -big)
+    else:
+        b_lo, b_hi = min(betas), max(betas)
+        if shifted.shape[1]:
+            s_lo, s_hi = shifted.amin(dim=1), shifted.amax(dim=1)
+            # the largest beta * s over the grid and the cache: exp of it bounds every cache entry
+            exponent = torch.maximum(torch.maximum(b_lo * s_lo, b_lo * s_hi), torch.maximum(b_hi * s_lo, b_hi * s_hi))
+            cache_bound = k_max * exponent.exp()
+            exponent_size = max(abs(b_lo), abs(b_hi)) * torch.maximum(s_lo.abs(), s_hi.abs())
+        else:
+            cache_bound = exponent_size = torch.zeros_like(clip_y)
+        scale = clip.abs().amax(dim=1) + max(abs(alpha_lo), abs(alpha_hi)) * cache_bound
+        tau = (16 * torch.finfo(dtype).eps) * (k_max + 16 + exponent_size) * scale + torch.finfo(dtype).tiny
+        x = clip - clip_y[:, None] + tau[:, None]
+        at_lo = x / -alpha_lo if alpha_lo > 0 else torch.full_like(x, -big)
+        thresholds = torch.where(x < 0, x / -alpha_hi, at_lo).clamp_(-big, big)
+    thresholds[rows, labels] = big
+    return thresholds
+
+
+def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, cache_keys: torch.Tensor,
+                 cache_labels: torch.Tensor, members: torch.Tensor, valid: Optional[torch.Tensor],
+                 betas: Sequence[float], sorted_betas: Sequence[int], anchors: Sequence[int],
+                 alphas: torch.Tensor, counts: torch.Tensor):
+    """Add the correct counts of one chunk of queries to ``counts`` (see :func:`tip_search_correct_counts`)."""
+    r, c = f.shape[0], clip_weights.shape[0]
+    n, k_max, n_alpha = cache_keys.shape[0], members.shape[1], alphas.numel()
+    rows = torch.arange(r, device=f.device)
+    clip = LOGIT_SCALE * f @ clip_weights.t()
+    clip_y = clip[rows, y]
+    shifted = (f @ cache_keys.t()).sub_(1.)  # exp(beta * (A - 1)) is bitwise exp(-beta * (1 - A))
+    thresholds = _candidate_thresholds(clip, clip_y, y, shifted, k_max, betas, float(alphas.min()),
+                                       float(alphas.max()))
+    buf = torch.empty_like(shifted)
+    if valid is None:
+        by_pair = shifted.view(r * c, k_max)  # the entries of (query, class) pairs, one row per pair
+        y_values, y_pad = by_pair[rows * c + y], None
+    else:
+        y_values, y_pad = shifted[rows[:, None], members[y]], ~valid[y]
+    one_group = torch.zeros(k_max, dtype=torch.long, device=f.device)
+    # candidate pairs are processed in batches whose temporaries stay within the chunk's budget
+    pair_batch = max(1, (r * (n + 2 * n_alpha * c)) // (k_max + 4 * n_alpha + 4))
+
+    def exp_entries(values, beta, pad):
+        e = values.mul_(beta).exp_() if values.is_contiguous() else torch.mul(values, beta).exp_()
+        return e if pad is None else e.masked_fill_(pad, 0.)
+
+    def score(i, cache_y, qi, pair, pair_cache):
+        """Correct counts at beta i for every alpha: y is the prediction unless a candidate (query qi, flat
+        index ``pair = qi * C + class``) beats it with a higher logit, or an equal one at a lower class index
+        (argmax and topk keep the first maximum)."""
+        logits_y = clip_y[:, None] + alphas * cache_y[:, None]  # same ops as clip + alpha * cache: [r, A]
+        wrong = torch.zeros(r, n_alpha, dtype=torch.int32, device=f.device)
+        for s in range(0, qi.numel(), pair_batch):
+            q, p = qi[s:s + pair_batch], pair[s:s + pair_batch]
+            logits_c = clip.view(-1).index_select(0, p)[:, None] + alphas * pair_cache[s:s + pair_batch, None]
+            logits_qy = logits_y.index_select(0, q)
+            beats = (logits_c > logits_qy).logical_or_((logits_c == logits_qy) & (p - q * c < y[q])[:, None])
+            wrong.index_add_(0, q, beats.to(torch.int32))
+        counts[i] += r - (wrong > 0).sum(dim=0)
+
+    def anchor(i):
+        """Cache term of every class at beta i (one exp pass over the chunk's affinities), scored; returns
+        ``cache - thresholds`` for the chord bounds of the betas around it."""
+        cache = class_sum(torch.mul(shifted, betas[i], out=buf).exp_(), cache_labels, c)
+        cache_y = cache[rows, y]
+        gap = cache - thresholds
+        qi, ci = (gap >= cache_y[:, None]).nonzero(as_tuple=True)
+        pair = qi * c + ci
+        score(i, cache_y, qi, pair, cache.view(-1).index_select(0, pair))
+        return gap
+
+    def exact_pairs(beta, qi, pair):
+        """Cache term of the given (query, class) pairs at ``beta``: exp over their entries only."""
+        out = torch.empty(qi.numel(), dtype=f.dtype, device=f.device)
+        for s in range(0, qi.numel(), pair_batch):
+            q, p = qi[s:s + pair_batch], pair[s:s + pair_batch]
+            if valid is None:
+                values, pad = by_pair.index_select(0, p), None
+            else:
+                k = p - q * c
+                values, pad = shifted[q[:, None], members[k]], ~valid[k]
+            # the same reduction as class_sum's (a sum over the last dimension), one row per pair
+            torch.sum(exp_entries(values, beta, pad), dim=-1, out=out[s:s + pair_batch])
+        return out
+
+    def between(block, gap_a, gap_b):
+        """The betas strictly between two anchors, ``block`` = [(beta index, fraction t)]: exact cache terms of
+        y and of the candidates only."""
+        cache_y = torch.stack([class_sum(exp_entries(y_values.clone(), betas[i], y_pad), one_group, 1)[:, 0]
+                               for i, _ in block])  # [len(block), r]
+        ts = torch.tensor([t for _, t in block], dtype=f.dtype, device=f.device)
+        # cache_c(beta) is convex in beta, below the chord of its anchor values: c is a candidate at t iff
+        # lerp(gap_a, gap_b, t) >= cache_y(t). Superset for the whole block: the chord minus a line below
+        # every cache_y(t) is linear in t, so it is >= 0 somewhere in the block iff it is at an end.
+        lo, hi = (len(block) - 1) // 2, min((len(block) - 1) // 2 + 1, len(block) - 1)
+        slope = ((cache_y[hi] - cache_y[lo]) / (ts[hi] - ts[lo])) if ts[hi] > ts[lo] else torch.zeros_like(cache_y[0])
+        line = cache_y[lo] - slope * ts[lo]
+        line -= (line + slope * ts[:, None] - cache_y).clamp_(min=0).amax(dim=0)  # below every point
+        ends = [(0, block[0][1]), (len(block) - 1, block[-1][1])]
+        mask = None
+        for _, t in ends[:1] if len(block) == 1 else ends:
+            m_t = torch.lerp(gap_a, gap_b, t) >= (line + slope * t)[:, None]
+            mask = m_t if mask is None else mask.logical_or_(m_t)
+        qs, cs = mask.nonzero(as_tuple=True)
+        pairs = qs * c + cs
+        ga, gb = gap_a.view(-1).index_select(0, pairs), gap_b.view(-1).index_select(0, pairs)
+        for j, (i, t) in enumerate(block):
+            sel = (torch.lerp(ga, gb, t) >= cache_y[j].index_select(0, qs)).nonzero().view(-1)
+            qi, pair = qs.index_select(0, sel), pairs.index_select(0, sel)
+            score(i, cache_y[j], qi, pair, exact_pairs(betas[i], qi, pair))
+
+    gap_prev = prev = None
+    for pos in anchors:
+        gap = anchor(sorted_betas[pos])
+        if gap_prev is not None and pos > prev + 1:
+            b0, b1 = betas[sorted_betas[prev]], betas[sorted_betas[pos]]
+            between([(sorted_betas[p], (betas[sorted_betas[p]] - b0) / (b1 - b0) if b1 > b0 else 0.)
+                     for p in range(prev + 1, pos)], gap_prev, gap)
+        gap_prev, prev = gap, pos
+
+
 @torch.no_grad()
 def tip_search_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip_weights: torch.Tensor,
                               cache_keys: torch.Tensor, cache_labels: torch.Tensor,
@@ -168,9 +338,23 @@ def tip_search_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip
                               max_chunk_bytes: int = 1 << 28) -> torch.Tensor:
     """Number of correct top-1 predictions for every (beta, alpha) pair of the grids.
 
-    The affinity and the CLIP logits are computed once per chunk of queries; per beta, one exp and one
-    per-class sum; all alphas are scored at once. Queries are processed in chunks so that the temporaries
-    stay under about ``max_chunk_bytes``.
+    Same counts as scoring the dense logits ``clip + alpha * cache_b`` of every pair (ties go to the lowest
+    class index, as argmax and the official ``topk``), without materialising them:
+
+    * per chunk of queries, the affinity and the CLIP logits are computed once;
+    * for each beta, the logit gap of a class c to the true class y, ``d_c + alpha (cache_c - cache_y)``, is
+      linear in alpha, so c can win for some alpha of the grid only if it does at ``alpha_min`` or at
+      ``alpha_max``. This gives a threshold per (query, class) on ``cache_c - cache_y`` (with a safety margin far
+      above rounding); the classes above it are the candidates, usually a few per query, and only they are
+      scored, exactly (same float ops as the dense logits), at every alpha;
+    * every ``_ANCHOR_SPACING``-th beta of the sorted grid (and the last) is an anchor: one exp pass over the
+      [chunk, N] affinity and one :func:`class_sum` give the cache term of every class. Between two anchors the
+      cache term of a class, a sum of exponentials, is convex in beta, hence below the chord of its anchor
+      values; the candidates are the classes whose chord passes the threshold, and the exp is taken only over
+      the cache entries of y and of the candidates.
+
+    So about one beta in ten costs a full exp pass instead of every beta, and no [A, M, C] logits are built.
+    Queries are processed in chunks so that the temporaries stay under about ``max_chunk_bytes``.
 
     Returns:
         Tensor: int64 counts, shape [len(beta_grid), len(alpha_grid)].
@@ -179,20 +363,20 @@ def tip_search_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip
     betas = [float(b) for b in beta_grid]
     alphas = torch.tensor([float(a) for a in alpha_grid], dtype=features.dtype, device=features.device)
     counts = torch.zeros(len(betas), len(alphas), dtype=torch.long, device=features.device)
+    if not betas or not len(alphas):
+        return counts
     # bytes per query row: shifted affinity + exp buffer ([N] each), clip and cache logits ([C] each), and
     # the [A, C] scores with their temporary
     row_bytes = features.element_size() * (2 * n + (2 + 2 * len(alphas)) * c) + 1
     chunk = max(1, min(m, int(max_chunk_bytes // row_bytes)))
+    members, valid = _class_members(cache_labels, c)
+    sorted_betas = sorted(range(len(betas)), key=betas.__getitem__)
+    anchors = list(range(0, len(betas), _ANCHOR_SPACING))
+    if anchors[-1] != len(betas) - 1:
+        anchors.append(len(betas) - 1)
     for start in range(0, m, chunk):
-        f = features[start:start + chunk]
-        y = labels[start:start + chunk].view(1, -1)
-        clip = LOGIT_SCALE * f @ clip_weights.t()
-        shifted = f @ cache_keys.t() - 1.  # exp(beta * (A - 1)) is bitwise exp(-beta * (1 - A))
-        buf = torch.empty_like(shifted)
-        for i, beta in enumerate(betas):
-            cache = class_sum(torch.mul(shifted, beta, out=buf).exp_(), cache_labels, c)
-            scores = clip + alphas.view(-1, 1, 1) * cache  # [A, m, C]
-            counts[i] += (scores.argmax(dim=-1) == y).sum(dim=1)
+        _count_chunk(features[start:start + chunk], labels[start:start + chunk], clip_weights, cache_keys,
+                     cache_labels, members, valid, betas, sorted_betas, anchors, alphas, counts)
     return counts
 
 

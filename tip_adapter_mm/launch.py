@@ -8,6 +8,7 @@ import argparse
 import copy
 import os
 import os.path as osp
+import sys
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
@@ -60,6 +61,8 @@ def merge_train_args(cfg: Config, args) -> Config:
                              dict(pin_memory=True, persistent_workers=True, collate_fn=dict(type='default_collate')))
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if getattr(args, 'force', False):
+        cfg.force_overwrite = True
     return cfg
 
 
@@ -73,6 +76,8 @@ def merge_test_args(cfg: Config, args) -> Config:
                              dict(pin_memory=True, collate_fn=dict(type='default_collate')))
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if getattr(args, 'force', False):
+        cfg.force_overwrite = True
     return cfg
 
 
@@ -106,6 +111,8 @@ def parse_train_args(argv=None):
                         help='disable persistent_workers in dataloaders')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs, e.g. num_shots=8 fewshot_seed=2')
+    parser.add_argument('--force', action='store_true',
+                        help='overwrite files in the work dir that this project did not write')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -118,7 +125,13 @@ def main_train(argv=None):
     _set_local_rank(args)
     cfg = merge_train_args(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except KeyboardInterrupt:
+        # Ctrl-C: every finished epoch is saved (atomically); say how to go on instead of a traceback
+        print(f'\ninterrupted: the finished epochs are saved in {runner.work_dir}; continue with\n'
+              f'  python tools/train.py {args.config} --work-dir {runner.work_dir} --resume', file=sys.stderr)
+        raise SystemExit(130) from None
     return runner
 
 
@@ -131,6 +144,8 @@ def parse_test_args(argv=None):
     parser.add_argument('--out', help='dump the predictions to this pickle file')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs')
+    parser.add_argument('--force', action='store_true',
+                        help='overwrite files in the work dir that this project did not write')
     parser.add_argument('--no-pin-memory', action='store_true', help='disable pin_memory in dataloaders')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')

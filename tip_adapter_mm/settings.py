@@ -109,6 +109,94 @@ SETTINGS: Dict[str, Tuple[Callable[[Mapping], List[Path]], str]] = {
 }
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    import math
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _valid_base(v, cfg) -> bool:
+    if v is None:  # no base/novel split
+        return True
+    if not isinstance(v, (list, tuple)) or not v or not all(_is_int(c) for c in v) or len(set(v)) != len(v):
+        return False
+    c = cfg.get('num_classes') if hasattr(cfg, 'get') else None
+    return all(0 <= x < c for x in v) if _is_int(c) else all(x >= 0 for x in v)
+
+
+#: top-level key -> (test of a value given the config, what is expected)
+VALID: Dict[str, Tuple[Callable[[Any, Mapping], bool], str]] = {
+    'num_shots': (lambda v, cfg: _is_int(v) and v >= 0, 'an integer >= 0 (0: zero-shot CLIP)'),
+    'fewshot_seed': (lambda v, cfg: _is_int(v), 'an integer'),
+    'fewshot_split_file': (lambda v, cfg: v is None or isinstance(v, str), "a file path (an earlier run's "
+                           'fewshot_split.json) or None'),
+    'num_classes': (lambda v, cfg: _is_int(v) and v >= 1, 'an integer >= 1'),
+    'init_alpha': (lambda v, cfg: _is_real(v) and v >= 0, 'a number >= 0'),
+    'init_beta': (lambda v, cfg: _is_real(v) and v > 0, 'a number > 0'),
+    'search_scale': (lambda v, cfg: isinstance(v, (list, tuple)) and len(v) == 2
+                     and all(_is_real(x) and x > 0 for x in v), 'two numbers > 0, [beta, alpha]'),
+    'hp_selection': (lambda v, cfg: v in ('full_val', 'fewshot_val', 'none', 'legacy_test'),
+                     "one of ('full_val', 'fewshot_val', 'none', 'legacy_test')"),
+    'max_epochs': (lambda v, cfg: _is_int(v) and v >= 1, '>= 1 to fine-tune'),
+    'train_from': (lambda v, cfg: v in ('feature_bank', 'image'), "'feature_bank' or 'image'"),
+    'base_classes': (_valid_base, 'None or a non-empty list of distinct class indices in [0, num_classes)'),
+}
+
+
+def check_values(cfg: Mapping):
+    """Raise ``ValueError`` naming the key, the value and what is expected, for a setting out of range."""
+    for key, (valid, expected) in VALID.items():
+        if key in cfg and not valid(cfg[key], cfg):
+            raise ValueError(f'{key} must be {expected}, got {cfg[key]!r}')
+
+
+def check_overrides(cfg: Mapping, original: Mapping, runtime_keys) -> None:
+    """Refuse top-level keys that would silently do nothing.
+
+    Args:
+        cfg: the config after overrides.
+        original: the config as its file defines it.
+        runtime_keys: top-level keys that code reads when the run starts (mmengine's Runner arguments, the
+            project's ``method`` and ``dataset_name``), besides :data:`SETTINGS`.
+
+    Raises:
+        ValueError: an unknown key (a misspelt setting: the message lists the settings and close names), or
+            a changed variable of the config file (e.g. ``data_root``): those are read when the file is
+            read, so changing one afterwards would change nothing (the message names the places that hold
+            its value).
+    """
+    import difflib
+    known = set(SETTINGS) | set(runtime_keys)
+    for key in cfg.keys():
+        if key in known:
+            continue
+        if key not in original:
+            close = difflib.get_close_matches(key, sorted(known | set(original.keys())), n=3, cutoff=0.6)
+            raise ValueError(f'unknown top-level key {key!r}' + (f' (did you mean {close}?)' if close else '')
+                             + '; the settings are:\n' + describe())
+        if not _same(cfg[key], original[key]):
+            holders = [_dotted(p) for p in _find(original, original[key], ())
+                       if len(p) > 1] if original[key] not in (None, True, False) else []
+            raise ValueError(
+                f'{key!r} is a variable of the config file, used while the file is read: changing it to '
+                f'{cfg[key]!r} afterwards would change nothing. Set the places that use it instead'
+                + (f': {", ".join(holders[:8])}' if holders else '') + '.')
+
+
+def _find(node, value, path) -> Iterator[Path]:
+    if _is_mapping(node):
+        for k in node.keys():
+            yield from _find(node[k], value, path + (k, ))
+    elif isinstance(node, (list, tuple)) and not _same(node, value):
+        for i, v in enumerate(node):
+            yield from _find(v, value, path + (i, ))
+    if path and _same(node, value):
+        yield path
+
+
 def _dotted(path: Path) -> str:
     return '.'.join(str(p) for p in path)
 
@@ -138,6 +226,7 @@ def check_consistency(cfg: Mapping, source: Optional[str] = None):
         cfg: the config (any nested mapping).
         source (str, optional): the config file, for the message.
     """
+    check_values(cfg)
     problems = []
     for key in SETTINGS:
         if key not in cfg:
@@ -185,6 +274,15 @@ def resolve(cfg, original: Optional[Mapping]) -> List[str]:
             applied.append(key)
     check_consistency(cfg, getattr(cfg, 'filename', None))
     return applied
+
+
+def is_zero_shot(settings: Mapping) -> bool:
+    """The one definition of zero-shot CLIP: no cache, ``num_shots == 0``.
+
+    Args:
+        settings: a config or a run's ``results.json`` record (both carry ``num_shots``).
+    """
+    return settings.get('num_shots') == 0
 
 
 def describe() -> str:

@@ -35,10 +35,14 @@ def parse_args(argv=None):
 
 def run_config(config, work_dir, data_dir, shots, seed, extra=()):
     """Train (build, select, save, test) one config on the demo data; return its results.json."""
+    from mmengine.config import Config
+
     from tip_adapter_mm.launch import main_train
+    from tip_adapter_mm.settings import is_zero_shot
     digits = osp.join(data_dir, 'digits')
     # zero-shot CLIP has no cache (its config sets num_shots=0): the shot count is not passed to it
-    options = ([] if 'zeroshot' in config else [f'num_shots={shots}']) + [f'fewshot_seed={seed}',
+    zero_shot = is_zero_shot(Config.fromfile(osp.join(ROOT, config)))
+    options = ([] if zero_shot else [f'num_shots={shots}']) + [f'fewshot_seed={seed}',
                f'model.backbone.pretrained={osp.join(data_dir, "tiny_clip", "tiny_clip.pt")}',
                f'experiment_name={osp.basename(work_dir)}-{time.time_ns()}', *extra]
     options += [f'{k}.dataset.data_root={digits}' for k in ('train_dataloader', 'val_dataloader',

@@ -1,4 +1,3 @@
-from .class_subset_dataset import ClassSubsetDataset
 from .coop_split_dataset import CoOpSplitDataset
 from .dataset_settings import COOP_DATASETS, IMAGENET_VARIANTS
 from .feature_bank_dataset import FeatureBankDataset
@@ -8,7 +7,8 @@ from .fewshot import group_by_label, sample_few_shot
 from .fgvc_aircraft import FGVCAircraft, FewShotFGVCAircraft
 from .imagenet_variant import ImageNetVariant
 from .metadata import resolve_classnames, resolve_templates
+from .seeded_image_dataset import SeededImageDataset
 
-__all__ = ['FewShotDataset', 'FewShotImageFolder', 'FeatureBankDataset', 'ClassSubsetDataset', 'sample_few_shot', 'group_by_label', 'resolve_classnames',
+__all__ = ['FewShotDataset', 'FewShotImageFolder', 'FeatureBankDataset', 'SeededImageDataset', 'sample_few_shot', 'group_by_label', 'resolve_classnames',
            'resolve_templates', 'CoOpSplitDataset', 'FewShotFGVCAircraft', 'FGVCAircraft', 'ImageNetVariant',
            'COOP_DATASETS', 'IMAGENET_VARIANTS']

@@ -4,8 +4,7 @@ import torch
 from mmpretrain.registry import DATASETS
 from mmpretrain.structures import DataSample
 
-
-_MASK = (1 << 64) - 1
+from ..utils.rng import mix64
 
 
 def class_indices(dataset, classes: Optional[Sequence[int]]) -> List[int]:
@@ -17,13 +16,6 @@ def class_indices(dataset, classes: Optional[Sequence[int]]) -> List[int]:
     if not found:
         raise ValueError(f'no training image belongs to the classes {sorted(keep)}')
     return found
-
-
-def _mix64(x: int) -> int:
-    """splitmix64's finaliser: a cheap, well-spread hash of an integer."""
-    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & _MASK
-    return x ^ (x >> 31)
 
 
 @DATASETS.register_module()
@@ -75,6 +67,6 @@ class FeatureBankDataset:
         if self.features is None:
             raise RuntimeError('the feature bank is empty: BuildCacheHook fills it before training '
                                '(is it in custom_hooks?)')
-        view = _mix64((self.seed * 1_000_003 + self.epoch) * 1_000_003 + idx) % self.features.shape[0]
+        view = mix64((self.seed * 1_000_003 + self.epoch) * 1_000_003 + idx) % self.features.shape[0]
         item = self.indices[idx]
         return dict(inputs=self.features[view, item], data_samples=DataSample().set_gt_label(self.labels[item]))

@@ -90,6 +90,9 @@ class FewShotDataset(BaseDataset):
 
     # -- sampling ------------------------------------------------------------------------------------
     def _check_root(self):
+        if osp.exists(self.data_root) and not osp.isdir(self.data_root):
+            raise NotADirectoryError(f"data root '{self.data_root}' ({type(self).__name__}, split '{self.split}') is "
+                                     f'a file; expected a folder: {self.LAYOUT or "see the README data guide"}')
         if not osp.isdir(self.data_root):
             raise FileNotFoundError(
                 f"data root '{self.data_root}' does not exist ({type(self).__name__}, split '{self.split}'); "
@@ -106,11 +109,26 @@ class FewShotDataset(BaseDataset):
             return None
         if not osp.isfile(self.split_file):
             raise FileNotFoundError(f"split file '{self.split_file}' does not exist")
-        with open(self.split_file) as f:
-            data = json.load(f)
+        try:
+            with open(self.split_file) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"split file '{self.split_file}' is not a readable JSON file ({e})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"split file '{self.split_file}' holds a {type(data).__name__}; expected the object "
+                             "of a fewshot_split.json ({'train': [[path, label], ...], ...})")
         if key not in data:
             return None
-        items = [(str(p), int(label)) for p, label in data[key]]
+        try:
+            items = [(str(p), int(label)) for p, label in data[key]]
+        except (TypeError, ValueError):
+            raise ValueError(f"split file '{self.split_file}': '{key}' must be a list of [path, label] pairs") \
+                from None
+        num_classes = len(self.metainfo.get('classes') or ())
+        bad = sorted({label for _, label in items if not 0 <= label < num_classes}) if num_classes else []
+        if bad:
+            raise ValueError(f"split file '{self.split_file}': '{key}' has labels {bad[:10]} outside [0, "
+                             f'{num_classes}): it was made for another dataset')
         if self.num_shots is not None and key == 'train' and data.get('num_shots') not in (None, self.num_shots):
             raise ValueError(f"split file '{self.split_file}' holds a {data.get('num_shots')}-shot list but "
                              f'num_shots is {self.num_shots}')
@@ -181,6 +199,32 @@ class FewShotDataset(BaseDataset):
         """(path relative to ``data_root``, label) of every item, in dataset order."""
         return [(osp.relpath(self.get_data_info(i)['img_path'], self.data_root),
                  int(self.get_data_info(i)['gt_label'])) for i in range(len(self))]
+
+
+def check_readable(dataset, workers: int = 8) -> None:
+    """Raise a ``RuntimeError`` naming the images of ``dataset`` that cannot be opened (a cheap check, without
+    decoding: the file's header and, for PNG, its chunk checksums), so that a bad image stops a run before
+    any work instead of after the cache, the search and the checkpoint."""
+    from concurrent.futures import ThreadPoolExecutor
+    paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+    with ThreadPoolExecutor(workers) as pool:
+        bad = [p for p, ok in zip(paths, pool.map(_header_ok, paths)) if not ok]
+    if bad:
+        more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
+        raise RuntimeError(f"cannot read image '{bad[0]}'{more} of the {getattr(dataset, 'split', '?')} split: "
+                           'the file is missing, truncated or not an image; replace it, or set '
+                           'skip_unreadable=True in the dataset config to leave such images out (counted in '
+                           'results.json)')
+
+
+def _header_ok(path: str) -> bool:
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _readable(path: str) -> bool:

@@ -59,6 +59,14 @@ class FewShotImageFolder(FewShotDataset):
         classes, items = _scan(folder, self.extensions)
         if not classes:
             raise FileNotFoundError(f"split folder '{folder}' has no class sub-folders")
+        counts = [0] * len(classes)
+        for _, label in items:
+            counts[label] += 1
+        empty = [classes[i] for i, n in enumerate(counts) if n == 0]
+        if empty:
+            raise ValueError(f"class folder(s) {[osp.join(folder, c) for c in empty[:5]]} of the {split} split hold "
+                             f'no image with an extension in {list(self.extensions)}: add images or remove '
+                             'the folder')
         prefix = self.split_dirs[split]
         return folder, classes, [(f'{prefix}/{rel}', label) for rel, label in items]
 

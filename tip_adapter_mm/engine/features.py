@@ -5,11 +5,8 @@ number of workers, the rank or the world size, and every view differs (mmengine'
 epoch term and would replay the same augmentation in every pass). Each rank encodes a strided shard; the
 shards are gathered and interleaved back into dataset order, with the sampler padding dropped.
 """
-import random
-from contextlib import contextmanager
 from typing import Tuple
 
-import numpy as np
 import torch
 from mmengine.dataset import pseudo_collate
 from mmengine.dist import all_gather, get_dist_info
@@ -17,21 +14,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch.utils.data import DataLoader, Dataset
 
-
-@contextmanager
-def seeded_rng(seed: int):
-    """Seed Python, NumPy and torch (CPU) RNGs inside the block and restore their states afterwards."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    torch_state = torch.default_generator.get_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.default_generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.default_generator.set_state(torch_state)
+from ..utils.rng import seeded_rng
 
 
 class AugmentedViews(Dataset):

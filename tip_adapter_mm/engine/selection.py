@@ -5,23 +5,24 @@ from mmengine.logging import print_log
 
 from ..functional import search_tip_hparams, topk_accuracy
 from .features import unwrap
-from .hooks.build_cache_hook import find_cache_hook
 from .record import timed, update_record
 
 
-def select_alpha_beta(runner, search: bool, beta_grid, alpha_grid, max_chunk_bytes: int = 1 << 28,
+def select_alpha_beta(runner, features, search: bool, beta_grid, alpha_grid, max_chunk_bytes: int = 1 << 28,
                       split: str = 'val'):
-    """Grid-search alpha and beta on the features of ``split`` (or keep the head's) and record the result.
+    """Grid-search alpha and beta on the selection features (or keep the head's) and record the result.
 
     Args:
-        runner: the runner.
+        runner: the runner (its head is set, its record updated).
+        features (tuple, optional): (normalised features, labels) of the selection split; None if it has none.
         search (bool): search; False keeps the head's alpha and beta and only scores them.
         beta_grid, alpha_grid: the grids.
         max_chunk_bytes (int): memory bound of one chunk of the search.
-        split (str): 'val'; 'test' only for the ``legacy_test`` protocol. Every process keeps rank 0's choice.
+        split (str): the selection split's name, for messages: 'val' ('test' only under ``legacy_test``).
+            Every process keeps rank 0's choice.
     """
     head = unwrap(runner.model).head
-    val = find_cache_hook(runner).features(runner, split)
+    val = features
     if val is None:
         if search and head.cache_size:
             raise ValueError(f'searching alpha and beta needs a {split} split, but {split}_dataloader is '

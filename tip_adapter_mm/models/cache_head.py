@@ -113,5 +113,12 @@ class CacheHead(ClsHead):
                     f'{tuple(getattr(self, name).shape)} (num_classes={self.num_classes}, '
                     f'num_shots={self.num_shots}, feat_dim={self.feat_dim}): the checkpoint was made for '
                     'another dataset, shot count or backbone')
+        own = {k[len(prefix):] for k in state_dict if k.startswith(prefix)}
+        expected = {name for name, _ in self.named_parameters()} | {name for name, _ in self.named_buffers()}
+        if own and own != expected:
+            raise ValueError(
+                f'checkpoint holds a head state that is not a CacheHead\'s: missing {sorted(expected - own)}, '
+                f'unexpected {sorted(own - expected)}; it was made by another method (a Meta-Adapter '
+                'checkpoint?) or is incomplete, and would silently run without its cache')
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)

@@ -208,6 +208,17 @@ class MetaAdapterHead(ClsHead):
         d = self.feat_dim
         expected = {'q_proj.weight': (d, d), 'k_proj.weight': (d, d), 'alpha_proj.weight': (1, d),
                     'alpha_proj.bias': (1,)}
+        own = {k[len(prefix):] for k in state_dict if k.startswith(prefix)}
+        if own:
+            missing = sorted(set(expected) - own)
+            cache = [name for name in CACHE_BUFFERS if name in own]
+            unexpected = sorted(own - set(expected) - set(CACHE_BUFFERS) - {'base_mask'})
+            if missing or unexpected or 0 < len(cache) < len(CACHE_BUFFERS):
+                raise ValueError(
+                    f'checkpoint holds a head state that is not a MetaAdapterHead\'s: missing adapter parameters '
+                    f'{missing}, unexpected {unexpected}, cache buffers {cache} of {list(CACHE_BUFFERS)}; it was '
+                    'made by another method (a Tip-Adapter checkpoint?) or is incomplete, and would silently '
+                    'evaluate an untrained adapter')
         for name, shape in expected.items():
             key = prefix + name
             if key in state_dict and tuple(state_dict[key].shape) != shape:

@@ -4,8 +4,12 @@ Every run is a separate process (``python -m tip_adapter_mm.cli.train``, or ``py
 ... -m tip_adapter_mm.cli.train`` with ``--launcher pytorch``), so one failure does not end the sweep, each run's
 memory is freed, and an installed package needs no source tree. Run ``i`` of config ``C`` writes to
 ``<work_dir>/<stem of C>/shot<K>_seed<S>/`` (its output goes to ``sweep.log`` there); a run whose
-``results.json`` exists is skipped, so an interrupted sweep resumes where it stopped. Configs with
-``num_shots = 0`` (zero-shot CLIP) do not depend on the shots: they run once per seed, in ``shot0_seed<S>``.
+``results.json`` is valid (JSON, ``method``, ``num_shots``, ``seed`` and ``test_top1`` set, finite numbers) is
+skipped, so an interrupted sweep resumes where it stopped; an invalid one is moved aside
+(``results.json.invalid-<time>``) and the run starts again. Configs with ``num_shots = 0`` (zero-shot CLIP) do not
+depend on the shots: they run once per seed, in ``shot0_seed<S>``. The sweep exits with 1 when a planned run has
+no valid results.json at the end; interrupted (SIGINT, SIGTERM), it stops the running run's process group and
+exits with 128 + the signal number.
 
 The report step reads every ``results.json`` under the work dir and writes ``report.md`` and ``report.csv``
 (rows: method and shots, columns: datasets, cells: mean ± sample std of test top-1 over seeds, and n) and
@@ -22,16 +26,17 @@ Modules: :mod:`.runs` (planning and executing runs), :mod:`.results` (collecting
 from .cli import main, parse_args, sweep
 from .plots import plot_dataset
 from .report import (AVERAGE, Cell, Table, aggregate, average_column, dataset_order, render_csv, render_markdown,
-                     row_average, write_reports)
-from .results import (METHOD_ORDER, RESULTS, RUN_DIR, Result, collect_results, config_stem, find_incomplete,
-                      label_and_dedupe, load_json, method_key, run_group)
-from .runs import (RUN_LOG, TRAIN_MODULE, Run, SweepSummary, execute, is_shot_independent, plan_runs, run_command,
-                   run_sweep)
+                     report_problems, row_average, write_reports)
+from .results import (METHOD_ORDER, REQUIRED_FIELDS, RESULTS, RUN_DIR, Result, check_record, collect_results,
+                      config_stem, find_incomplete, label_and_dedupe, load_json, method_key, read_results, run_group)
+from .runs import (RUN_LOG, STOP_GRACE_S, TRAIN_MODULE, Run, SweepInterrupted, SweepSummary, execute,
+                   interrupt_on_signals, is_shot_independent, plan_runs, run_command, run_sweep, stop_process_group)
 
 __all__ = [
-    'AVERAGE', 'METHOD_ORDER', 'RESULTS', 'RUN_DIR', 'RUN_LOG', 'TRAIN_MODULE', 'Cell', 'Result', 'Run',
-    'SweepSummary', 'Table', 'aggregate', 'average_column', 'collect_results', 'config_stem', 'dataset_order',
-    'execute', 'find_incomplete', 'is_shot_independent', 'label_and_dedupe', 'load_json', 'main', 'method_key',
-    'parse_args', 'plan_runs', 'plot_dataset', 'render_csv', 'render_markdown', 'row_average', 'run_command',
-    'run_group', 'run_sweep', 'sweep', 'write_reports'
+    'AVERAGE', 'METHOD_ORDER', 'REQUIRED_FIELDS', 'RESULTS', 'RUN_DIR', 'RUN_LOG', 'STOP_GRACE_S', 'TRAIN_MODULE',
+    'Cell', 'Result', 'Run', 'SweepInterrupted', 'SweepSummary', 'Table', 'aggregate', 'average_column',
+    'check_record', 'collect_results', 'config_stem', 'dataset_order', 'execute', 'find_incomplete',
+    'interrupt_on_signals', 'is_shot_independent', 'label_and_dedupe', 'load_json', 'main', 'method_key',
+    'parse_args', 'plan_runs', 'plot_dataset', 'read_results', 'render_csv', 'render_markdown', 'report_problems',
+    'row_average', 'run_command', 'run_group', 'run_sweep', 'stop_process_group', 'sweep', 'write_reports'
 ]

@@ -3,19 +3,26 @@ line.
 
     tip-adapter-sweep --configs CFG [CFG ...] --shots 1 2 4 8 16 --seeds 1 2 3 --work-dir work_dirs/sweep \\
         [--launcher none|pytorch --gpus N] [--cfg-options KEY=VALUE ...] [--dry-run] [--report-only]
+
+Exit status: 0 when every planned run has a valid results.json (``--report-only``: when the report lists no
+problem: no invalid results.json, no run folder without one) and a report was written; 1 otherwise; 128 + the
+signal number (130: SIGINT, 143: SIGTERM) when interrupted, after the running run's processes are stopped.
 """
 import argparse
 import os.path as osp
+import signal
 import sys
 
-from .report import write_reports
+from .report import report_problems, write_reports
 from .runs import RUN_LOG, SweepSummary, run_sweep
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Run configs x shots x seeds through tip-adapter-train (skipping runs that have a '
-                    'results.json) and write report.md, report.csv and plots/ under the work dir')
+        description='Run configs x shots x seeds through tip-adapter-train (skipping runs that have a valid '
+                    'results.json; an invalid one is moved aside and its run started again) and write report.md, '
+                    'report.csv and plots/ under the work dir. Exit status 1 when a run has no valid results.json '
+                    '(--report-only: when the report lists problems)')
     parser.add_argument('--configs', nargs='+', default=[], metavar='CFG', help='config files to sweep')
     parser.add_argument('--shots', nargs='+', type=int, default=[1, 2, 4, 8, 16], help='shots per class')
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3], help='few-shot sampling seeds')
@@ -50,7 +57,11 @@ def parse_args(argv=None):
 
 
 def sweep(argv=None, out=None) -> SweepSummary:
-    """The sweep tool (command-line arguments as in ``tip-adapter-sweep``); returns what it did."""
+    """The sweep tool (command-line arguments as in ``tip-adapter-sweep``); returns what it did.
+
+    Interrupted (SIGINT; SIGTERM or SIGHUP while runs execute), it stops the running run's processes and raises
+    KeyboardInterrupt (:class:`.runs.SweepInterrupted`); :func:`main` turns that into an exit status.
+    """
     out = out or sys.stdout
     args = parse_args(argv)
     summary = SweepSummary()
@@ -60,21 +71,50 @@ def sweep(argv=None, out=None) -> SweepSummary:
         if args.dry_run:
             return summary
     summary.reports = write_reports(args.work_dir, out)
-    if not args.report_only:
+    problems = []
+    if args.report_only:
+        problems = report_problems(args.work_dir)
+        if problems:
+            print(f'report: {len(problems)} problem(s) (see report.md):', file=out)
+            for problem in problems:
+                print(f'  {problem}', file=out)
+    else:
         print(f'\nsweep finished: {len(summary.ran)} run, {len(summary.skipped)} skipped, '
               f'{len(summary.failed)} failed', file=out)
+        reasons = {run.work_dir: why for run, why in summary.incomplete}
         for run, code in summary.failed:
-            reason = 'no results.json' if code == -1 else f'exit code {code}'
+            reason = reasons.get(run.work_dir, 'no results.json') if code == -1 else f'exit code {code}'
             print(f'  FAILED {run.name} ({reason}): {osp.join(run.work_dir, RUN_LOG)}', file=out)
+        failed = {run.work_dir for run, _ in summary.failed}
+        for run, why in summary.incomplete:
+            if run.work_dir not in failed:
+                print(f'  MISSING {run.name} ({why}): {run.results_path}', file=out)
+        if summary.incomplete:
+            print(f'{len(summary.incomplete)} planned run(s) without a valid results.json: exit status 1', file=out)
     if summary.reports:
         print('reports:', file=out)
         for key, path in summary.reports.items():
             print(f'  {key}: {path}', file=out)
     out.flush()
-    summary.exit_code = 1 if summary.failed or not (summary.reports or args.dry_run) else 0
+    summary.exit_code = 1 if summary.failed or summary.incomplete or problems or not summary.reports else 0
     return summary
 
 
 def main(argv=None, out=None) -> int:
-    """Exit status of the sweep tool: 1 when a run failed or there was nothing to report, else 0."""
-    return sweep(argv, out).exit_code
+    """Exit status of the sweep tool: 0 when complete; 1 when a planned run has no valid results.json
+    (``--report-only``: the report lists problems) or there was nothing to report; 128 + signal number when
+    interrupted (a message on stderr, no traceback)."""
+    try:
+        return sweep(argv, out).exit_code
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, 'signum', signal.SIGINT)
+        name = signal.Signals(signum).name
+        for stream in (out, sys.stdout):
+            try:
+                stream and stream.flush()
+            except (OSError, ValueError):
+                pass
+        print(f'\ntip-adapter-sweep: interrupted by {name}; the running run (if any) and its processes were '
+              'stopped. Finished runs keep their results.json: the same command resumes the sweep.',
+              file=sys.stderr, flush=True)
+        return 128 + signum

@@ -186,6 +186,14 @@ def _safe_name(name: str) -> str:
     return re.sub(r'[^\w.-]+', '_', name).strip('_') or 'unnamed'
 
 
+def report_problems(work_dir: str) -> List[str]:
+    """What the report of ``work_dir`` lists as problems: every results.json that is not valid (unreadable, not
+    JSON, fields missing, non-finite numbers) and every run folder (``shot<K>_seed<S>``) without one."""
+    work_dir = osp.abspath(work_dir)
+    return collect_results(work_dir)[1] + [f'{path}: no results.json (failed, interrupted or still running)'
+                                           for path in find_incomplete(work_dir)]
+
+
 def write_reports(work_dir: str, out=None) -> Dict[str, str]:
     """Aggregate every results.json under ``work_dir`` into report.md, report.csv and plots/*.png there.
 

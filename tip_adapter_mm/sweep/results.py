@@ -9,10 +9,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from ..settings import is_zero_shot
+
 RESULTS = 'results.json'
 RUN_DIR = re.compile(r'^shot(\d+)_seed(-?\d+)$')
 #: rows come in this order; other methods follow alphabetically
 METHOD_ORDER = ('Zero-shot CLIP', 'Tip-Adapter', 'Tip-Adapter-F', 'Meta-Adapter')
+#: what a results.json must hold to count as a finished run (see :func:`check_record`)
+REQUIRED_FIELDS = ('method', 'num_shots', 'seed', 'test_top1')
 
 
 @dataclass
@@ -43,29 +47,87 @@ def load_json(path):
         return {}
 
 
-def _is_zero_shot(method: str, shots) -> bool:
-    return not shots or method.lower().replace(' ', '-').startswith('zero-shot')
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _non_finite(value, where: str = '') -> Optional[str]:
+    """The first non-finite number (NaN, Infinity) in a JSON value, as ``key.key[i]``; None when there is none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or 'value'
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f'{where}[{key}]' if isinstance(key, int) else
+                            f'{where}.{key}' if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def check_record(data) -> Optional[str]:
+    """Why a parsed results.json is not a finished run's record, or None when it is.
+
+    A record is a JSON object with :data:`REQUIRED_FIELDS` set (not null): ``method`` a non-empty string,
+    ``num_shots`` a non-negative integer, ``seed`` an integer, ``test_top1`` a number in [0, 100]; and no number
+    in it is NaN or infinite.
+    """
+    if not isinstance(data, dict):
+        return f'not a JSON object but {type(data).__name__}'
+    missing = [key for key in REQUIRED_FIELDS if data.get(key) is None]
+    if missing:
+        return f'missing {", ".join(missing)}'
+    where = _non_finite(data)
+    if where:
+        return f'non-finite number in {where}'
+    if not isinstance(data['method'], str) or not data['method'].strip():
+        return f'method is not a name: {data["method"]!r}'
+    for key in ('num_shots', 'seed'):
+        if not _number(data[key]) or data[key] != int(data[key]):
+            return f'{key} is not an integer: {data[key]!r}'
+    if data['num_shots'] < 0:
+        return f'num_shots is negative: {data["num_shots"]!r}'
+    top1 = data['test_top1']
+    if not _number(top1) or not 0 <= top1 <= 100:
+        return f'test_top1 is not an accuracy in [0, 100]: {top1!r}'
+    return None
+
+
+def read_results(path: str) -> Tuple[Optional[dict], Optional[str]]:
+    """(record, None) for a valid results.json at ``path``, else (None, why not): missing, unreadable, not
+    JSON, or failing :func:`check_record`."""
+    try:
+        with open(path, 'rb') as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None, f'no {RESULTS}'
+    except OSError as e:
+        return None, f'unreadable ({e.strerror or e})'
+    if not text.strip():
+        return None, 'empty file'
+    try:
+        data = json.loads(text)
+    except ValueError as e:  # also UnicodeDecodeError
+        return None, f'not JSON ({e})'
+    problem = check_record(data)
+    return (None, problem) if problem else (data, None)
 
 
 def collect_results(work_dir: str) -> Tuple[List[Result], List[str]]:
-    """Every usable results.json under ``work_dir``, and a note for each one that is not usable."""
+    """Every valid results.json under ``work_dir`` (:func:`read_results`), and a note for each one that is not."""
     results, problems = [], []
     for folder, dirs, files in os.walk(work_dir):
         dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
         if RESULTS not in files:
             continue
         path = osp.join(folder, RESULTS)
-        data = load_json(path)
-        top1 = data.get('test_top1')
-        if not data:
-            problems.append(f'{path}: unreadable')
+        data, problem = read_results(path)
+        if problem:
+            problems.append(f'{path}: {problem}')
             continue
-        if not isinstance(top1, (int, float)) or math.isnan(top1):
-            problems.append(f'{path}: no test_top1')
-            continue
+        top1 = data['test_top1']
         method = str(data.get('method') or 'unknown')
         shots = data.get('num_shots')
-        shots = 0 if _is_zero_shot(method, shots) else int(shots)
+        shots = 0 if shots is None or is_zero_shot(data) else int(shots)
         seed = data.get('seed')
         results.append(Result(path=path, method=method, dataset=str(data.get('dataset') or 'unknown'),
                               backbone=str(data.get('backbone') or 'unknown'), shots=shots,

@@ -3,27 +3,49 @@
 A run starts ``python -m tip_adapter_mm.cli.train`` (``tip-adapter-train``), or, with ``--launcher pytorch``,
 ``python -m torch.distributed.run ... -m tip_adapter_mm.cli.train``: the package's own entry points, so a sweep
 needs no source tree (no ``tools/``).
+
+A run counts as done when its folder holds a valid ``results.json`` (:func:`.results.read_results`); an invalid
+one (not JSON, fields missing, NaN) is moved aside to ``results.json.invalid-<time>`` and the run starts again.
+Each run's processes form their own process group (a new session): when the sweep is interrupted (SIGINT,
+SIGTERM, SIGHUP) it stops that group (SIGTERM, then SIGKILL after :data:`STOP_GRACE_S` seconds) and raises
+:class:`SweepInterrupted` (a :class:`KeyboardInterrupt`).
 """
 import json
 import os
 import os.path as osp
 import shlex
+import signal
 import site
 import socket
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from .results import RESULTS, config_stem, load_json
+from ..settings import is_zero_shot
+from .results import RESULTS, config_stem, read_results
 
 TRAIN_MODULE = 'tip_adapter_mm.cli.train'
 RUN_LOG = 'sweep.log'
 #: environment variables of tools/dist_train.sh that a distributed run passes on to torch.distributed.run
 DIST_ENV_OPTIONS = (('NNODES', '--nnodes'), ('NODE_RANK', '--node_rank'), ('MASTER_ADDR', '--master_addr'))
+#: seconds an interrupted run's processes get between SIGTERM and SIGKILL
+STOP_GRACE_S = 10.
+#: signals that interrupt a sweep besides SIGINT (where their handler is the default one: ``nohup`` stays)
+INTERRUPT_SIGNALS = tuple(getattr(signal, name) for name in ('SIGTERM', 'SIGHUP') if hasattr(signal, name))
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped by a signal (SIGTERM, SIGHUP); ``signum`` says which. SIGINT raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 @dataclass
@@ -58,10 +80,14 @@ class Run:
 
 @dataclass
 class SweepSummary:
-    """What a sweep did: the runs it started, skipped and saw fail (with their exit codes)."""
+    """What a sweep did: the runs it started, skipped (valid results.json) and saw fail (with their exit codes;
+    -1: exited with 0 but left no valid results.json), the invalid results.json it moved aside (run, why,
+    where to), and the planned runs that have no valid results.json at the end (run, why)."""
     ran: List[Run] = field(default_factory=list)
     skipped: List[Run] = field(default_factory=list)
     failed: List[Tuple[Run, int]] = field(default_factory=list)
+    retried: List[Tuple[Run, str, str]] = field(default_factory=list)
+    incomplete: List[Tuple[Run, str]] = field(default_factory=list)
     reports: Dict[str, str] = field(default_factory=dict)
     exit_code: int = 0
 
@@ -73,7 +99,7 @@ def is_shot_independent(config: str) -> bool:
         cfg = Config.fromfile(config, import_custom_modules=False)
     except Exception:  # noqa: BLE001  (an unreadable config fails in its own run, with its own error)
         return False
-    return cfg.get('num_shots', None) == 0
+    return is_zero_shot(cfg)
 
 
 def plan_runs(configs: Sequence[str], shots: Sequence[int], seeds: Sequence[int], work_dir: str) -> List[Run]:
@@ -158,10 +184,87 @@ def _tail(path: str, lines: int = 15) -> str:
         return ''
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process group still has a process that is not a zombie."""
+    if osp.isdir('/proc/self'):  # Linux: zombies (reaped late by init) do not count
+        for entry in os.listdir('/proc'):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f'/proc/{entry}/stat') as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ('Z', 'X'):
+                return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _signal_group(pgid: int, signum: int):
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_process_group(proc: subprocess.Popen, grace: Optional[float] = None):
+    """Stop a run started by :func:`execute` and everything it started: SIGTERM to its process group, SIGKILL
+    to what is left after ``grace`` seconds (:data:`STOP_GRACE_S`; at once on a second interrupt); return when
+    the group has no live process left (or has been sent SIGKILL) and the run's own process is reaped."""
+    grace = STOP_GRACE_S if grace is None else grace
+    pgid = proc.pid  # the leader of its own session and process group (start_new_session=True)
+    try:
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader as soon as it exits
+            if not _group_alive(pgid):
+                break
+            time.sleep(0.05)
+    except KeyboardInterrupt:  # interrupted again while waiting: no more grace
+        pass
+    finally:
+        proc.poll()
+        if _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextmanager
+def interrupt_on_signals(signums: Sequence[int] = INTERRUPT_SIGNALS):
+    """While in the block, the given signals raise :class:`SweepInterrupted` (instead of ending the process
+    without clean-up), where their handler is the default one. Nothing changes outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SweepInterrupted(signum)
+
+    previous = {}
+    for signum in signums:
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def execute(run: Run, cfg_options: Sequence[str] = (), launcher: str = 'none', gpus: int = 1) -> int:
     """Start one run in a child process, its output going to ``<run dir>/sweep.log``; return its exit code.
 
-    A run that exits with 0 but wrote no results.json counts as failed (exit code -1 is reported).
+    The run is a new session (its own process group): on any exception while it runs (KeyboardInterrupt,
+    :class:`SweepInterrupted`) the group is stopped (:func:`stop_process_group`) before the exception goes on.
+    A run that exits with 0 but leaves no valid results.json counts as failed (exit code -1 is reported).
     """
     argv, extra_env = run_command(run, cfg_options, launcher, gpus)
     os.makedirs(run.work_dir, exist_ok=True)
@@ -169,51 +272,111 @@ def execute(run: Run, cfg_options: Sequence[str] = (), launcher: str = 'none', g
     with open(log_path, 'a') as log:
         log.write(f'# {time.strftime("%Y-%m-%d %H:%M:%S")} {shlex.join(argv)}\n')
         log.flush()
-        code = subprocess.call(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **extra_env})
-    if code == 0 and not osp.exists(run.results_path):
+        proc = None
+        try:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **extra_env},
+                                    start_new_session=True)
+            code = proc.wait()
+        except BaseException as exc:
+            if proc is not None:
+                stop_process_group(proc)
+                why = (exc.args[0] if isinstance(exc, SweepInterrupted) else
+                       'SIGINT' if isinstance(exc, KeyboardInterrupt) else type(exc).__name__)
+                log.write(f'\n# {time.strftime("%Y-%m-%d %H:%M:%S")} sweep interrupted ({why}): '
+                          'stopped this run\n')
+            raise
+    if code == 0 and read_results(run.results_path)[1]:
         code = -1
     return code
+
+
+def _move_aside(path: str) -> str:
+    """Rename ``path`` to ``<path>.invalid-<time>`` (a name not yet taken); return the new name."""
+    base = f'{path}.invalid-{time.strftime("%Y%m%d-%H%M%S")}'
+    target, n = base, 1
+    while osp.lexists(target):
+        target, n = f'{base}-{n}', n + 1
+    os.rename(path, target)
+    return target
 
 
 def run_sweep(configs: Sequence[str], shots: Sequence[int], seeds: Sequence[int], work_dir: str,
               cfg_options: Sequence[str] = (), launcher: str = 'none', gpus: int = 1, dry_run: bool = False,
               out=None) -> SweepSummary:
-    """Run (or, with ``dry_run``, list) every run that has no results.json yet; print progress to ``out``."""
+    """Run (or, with ``dry_run``, list) every run without a valid results.json; print progress to ``out``.
+
+    An invalid results.json is moved aside (``results.json.invalid-<time>``) and its run started again. At the
+    end, ``summary.incomplete`` lists the planned runs that still have no valid results.json (not with
+    ``dry_run``). SIGTERM and SIGHUP raise :class:`SweepInterrupted` while it runs (see :func:`execute`).
+    """
     out = out or sys.stdout
     work_dir = osp.abspath(work_dir)
     runs = plan_runs(configs, shots, seeds, work_dir)
     summary = SweepSummary()
-    todo = [r for r in runs if not osp.exists(r.results_path)]
-    print(f'sweep: {len(runs)} run(s) in {work_dir} ({len(runs) - len(todo)} done already, {len(todo)} to run)',
-          file=out, flush=True)
-    for i, run in enumerate(runs, 1):
-        prefix = f'[{i}/{len(runs)}] {run.name}'
-        if osp.exists(run.results_path):
-            summary.skipped.append(run)
-            print(f'{prefix}: skipped ({RESULTS} exists)', file=out, flush=True)
-            continue
-        if dry_run:
-            argv, env = run_command(run, cfg_options, launcher, gpus)
-            env_prefix = ' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())
-            print(f'{prefix}: would run: {env_prefix + " " if env_prefix else ""}{shlex.join(argv)}', file=out,
-                  flush=True)
-            continue
-        print(f'{prefix}: running ...', file=out, flush=True)
-        start = time.perf_counter()
-        code = execute(run, cfg_options, launcher, gpus)
-        seconds = time.perf_counter() - start
-        summary.ran.append(run)
-        if code == 0:
-            top1 = load_json(run.results_path).get('test_top1')
-            acc = f', test top-1 {top1:.2f}' if isinstance(top1, (int, float)) else ''
-            print(f'{prefix}: done in {seconds:.1f} s{acc}', file=out, flush=True)
-        else:
-            summary.failed.append((run, code))
-            log_path = osp.join(run.work_dir, RUN_LOG)
-            what = 'exited with 0 but wrote no results.json' if code == -1 else f'failed (exit code {code})'
-            print(f'{prefix}: {what} after {seconds:.1f} s; log: {log_path}\n'
-                  + _indent(_tail(log_path)), file=out, flush=True)
+    state = {r.work_dir: read_results(r.results_path) for r in runs}
+    todo = [r for r in runs if state[r.work_dir][1]]
+    invalid = [r for r in todo if osp.lexists(r.results_path)]
+    print(f'sweep: {len(runs)} run(s) in {work_dir} ({len(runs) - len(todo)} done already, {len(todo)} to run'
+          + (f', {len(invalid)} of them with an invalid {RESULTS}' if invalid else '') + ')', file=out, flush=True)
+    with interrupt_on_signals():
+        for i, run in enumerate(runs, 1):
+            _one_run(run, f'[{i}/{len(runs)}] {run.name}', summary, cfg_options, launcher, gpus, dry_run, out)
+    if not dry_run:
+        for run in runs:
+            problem = read_results(run.results_path)[1]
+            if problem:
+                summary.incomplete.append((run, problem))
     return summary
+
+
+def _one_run(run: Run, prefix: str, summary: SweepSummary, cfg_options, launcher, gpus, dry_run, out):
+    _, problem = read_results(run.results_path)
+    if not problem:
+        summary.skipped.append(run)
+        print(f'{prefix}: skipped (valid {RESULTS})', file=out, flush=True)
+        return
+    invalid = osp.lexists(run.results_path)
+    if dry_run:
+        argv, env = run_command(run, cfg_options, launcher, gpus)
+        env_prefix = ' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())
+        aside = f'{RESULTS} is invalid ({problem}); would move it aside and run again: ' if invalid else ''
+        print(f'{prefix}: {aside}would run: {env_prefix + " " if env_prefix else ""}{shlex.join(argv)}',
+              file=out, flush=True)
+        return
+    if invalid:
+        try:
+            moved = _move_aside(run.results_path)
+        except OSError as e:
+            summary.failed.append((run, -1))
+            print(f'{prefix}: {RESULTS} is invalid ({problem}) and cannot be moved aside ({e}); not run',
+                  file=out, flush=True)
+            return
+        summary.retried.append((run, problem, moved))
+        print(f'{prefix}: {RESULTS} is invalid ({problem}): moved to {osp.basename(moved)}; running again',
+              file=out, flush=True)
+    print(f'{prefix}: running ...', file=out, flush=True)
+    start = time.perf_counter()
+    try:
+        code = execute(run, cfg_options, launcher, gpus)
+    except KeyboardInterrupt as exc:
+        name = exc.args[0] if isinstance(exc, SweepInterrupted) else 'SIGINT'
+        print(f'{prefix}: interrupted ({name}) after {time.perf_counter() - start:.1f} s; its processes were '
+              'stopped', file=out, flush=True)
+        raise
+    seconds = time.perf_counter() - start
+    summary.ran.append(run)
+    data, problem = read_results(run.results_path)
+    if code == 0 and problem:  # changed since execute looked
+        code = -1
+    if code == 0:
+        print(f'{prefix}: done in {seconds:.1f} s, test top-1 {data["test_top1"]:.2f}', file=out, flush=True)
+    else:
+        summary.failed.append((run, code))
+        log_path = osp.join(run.work_dir, RUN_LOG)
+        what = (f'exited with 0 but left no valid {RESULTS} ({problem})' if code == -1
+                else f'failed (exit code {code})')
+        print(f'{prefix}: {what} after {seconds:.1f} s; log: {log_path}\n' + _indent(_tail(log_path)), file=out,
+              flush=True)
 
 
 def _indent(text: str, prefix: str = '    | ') -> str:

@@ -23,13 +23,14 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or that was refused because it would run code."""
 
 
-def safe_load(filename: str, map_location: Any = 'cpu', what: str = 'checkpoint') -> Any:
+def safe_load(filename: str, map_location: Any = 'cpu', what: str = 'checkpoint', mmap: bool = False) -> Any:
     """``torch.load(filename, weights_only=True)``, with errors that name the file and the cause.
 
     Args:
         filename (str): the file.
         map_location: as for ``torch.load``.
         what (str): what the file is, for the messages ('checkpoint', 'Meta-Adapter weights', ...).
+        mmap (bool): map the tensors instead of reading them (cheap when only the meta is needed).
 
     Returns:
         the loaded object (tensors, containers and plain values only).
@@ -48,7 +49,7 @@ def safe_load(filename: str, map_location: Any = 'cpu', what: str = 'checkpoint'
         raise CheckpointError(f"{what} '{filename}' is empty (0 bytes): a run was probably killed while "
                               'writing it')
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        return torch.load(filename, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         text = str(e)
         found = re.search(r'Unsupported global: GLOBAL ([\w.]+)', text) or \

@@ -6,13 +6,13 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.runner import BaseLoop
 from mmpretrain.registry import DATASETS, HOOKS
 
 from ...functional import cache_keys_from_views, l2_normalize
 from ...utils import atomic_json_dump
 from ..features import extract_features, unwrap
 from ..record import timed, update_record
+from ..workdir import WRITTEN_BY
 
 
 def build_dataset(runner, loader_key: str, overrides: Optional[dict] = None):
@@ -83,16 +83,20 @@ class BuildCacheHook(Hook):
         self.view_features = None  # [V, N, D] raw features of the cache images
         self.view_labels = None
         self.val_mode = None  # the validation split's val_mode, set by the loop from its hp_selection
+        self.train_images = None  # the few-shot train split (image dataset), once built
         self._features: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {}
 
     def before_train(self, runner):
         self.build(runner)
-        loop = runner.train_loop if isinstance(runner._train_loop, BaseLoop) else None
-        bank = getattr(loop, 'dataloader', None) and loop.dataloader.dataset
-        if bank is not None and hasattr(bank, 'set_features') and bank.features is None:
-            if self.view_features is None:  # the cache came from a checkpoint: encode the views again
-                self.view_features, self.view_labels = self._encode_views(runner, image_dataset(bank))
-            bank.set_features(self.view_features, self.view_labels)
+
+    def fill_feature_bank(self, runner, bank):
+        """Give a :class:`~tip_adapter_mm.datasets.FeatureBankDataset` the stored views (called by the loop
+        that trains from it; views are encoded again only when the cache came from a checkpoint)."""
+        if not hasattr(bank, 'set_features') or bank.features is not None:
+            return
+        if self.view_features is None:
+            self.view_features, self.view_labels = self._encode_views(runner, image_dataset(bank))
+        bank.set_features(self.view_features, self.view_labels)
 
     def before_val(self, runner):
         self.build(runner)
@@ -119,6 +123,7 @@ class BuildCacheHook(Hook):
                       logger='current')
             return
         dataset = image_dataset(build_dataset(runner, 'train_dataloader'))
+        self.train_images = dataset
         classes = list(dataset.metainfo['classes'])
         templates = list(dataset.metainfo.get('templates') or ['a photo of a {}.'])
         if len(classes) != head.num_classes:
@@ -170,7 +175,7 @@ class BuildCacheHook(Hook):
     def _save_split(self, runner, train_dataset):
         if not is_main_process() or not hasattr(train_dataset, 'split_items'):
             return
-        split = dict(data_root=train_dataset.data_root, num_shots=getattr(train_dataset, 'num_shots', None),
+        split = dict(written_by=WRITTEN_BY, data_root=train_dataset.data_root, num_shots=getattr(train_dataset, 'num_shots', None),
                      seed=getattr(train_dataset, 'seed', None), classes=list(train_dataset.metainfo['classes']),
                      train=train_dataset.split_items())
         val = image_dataset(build_dataset(runner, 'val_dataloader', self._overrides('val', runner)))

@@ -8,7 +8,6 @@ from mmpretrain.registry import HOOKS
 from ...functional import topk_accuracy
 from ..features import unwrap
 from ..record import update_record
-from .build_cache_hook import find_cache_hook
 
 RULES = ('best_val', 'last', 'legacy_test')
 
@@ -26,8 +25,9 @@ class EpochSelectionHook(Hook):
       replaces, so ties keep the earlier epoch). Test information then leaks into the result, so it is
       only available by this name and ``results.json`` says ``"selection_split": "test (legacy)"``.
 
-    The selection state is stored in every checkpoint, so a resumed run selects exactly as an uninterrupted
-    one. After training the selected parameters are copied back into the head.
+    The loop gives it the selection split's features (:meth:`set_features`). The selection state is stored
+    in every checkpoint, and a resumed run (the loop calls :meth:`resume`) selects exactly as an
+    uninterrupted one. After training the selected parameters are copied back into the head.
 
     Args:
         rule (str): 'best_val', 'last' or 'legacy_test'.
@@ -43,6 +43,8 @@ class EpochSelectionHook(Hook):
         self.best_epoch: Optional[int] = None
         self.best_top1: Optional[float] = None
         self.best_state: Optional[Dict[str, torch.Tensor]] = None  # the trainable head parameters
+        self.features = None  # (features, labels) of the selection split
+        self._loaded = None  # the selection state of the last loaded checkpoint
 
     @property
     def split(self) -> str:
@@ -54,7 +56,7 @@ class EpochSelectionHook(Hook):
 
     def after_train_epoch(self, runner):
         head = unwrap(runner.model).head
-        data = find_cache_hook(runner).features(runner, self.split)
+        data = self.features
         if data is None:
             raise ValueError(f'epoch selection rule {self.rule!r} needs a {self.split} split, but '
                              f'{self.split}_dataloader is missing or empty')
@@ -89,7 +91,16 @@ class EpochSelectionHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint):
         state = checkpoint.get('meta', {}).get('epoch_selection')
-        if state and runner._resume and state.get('rule') == self.rule:
+        self._loaded = state if state and state.get('rule') == self.rule else None
+
+    def set_features(self, features):
+        """The (features, labels) of the selection split, encoded once by the loop before training."""
+        self.features = features
+
+    def resume(self):
+        """Continue the selection of the resumed checkpoint (called by the loop when it resumes an epoch)."""
+        state, self._loaded = self._loaded, None
+        if state:
             self.history = list(state['history'])
             self.best_epoch, self.best_top1 = state['best_epoch'], state['best_top1']
             self.best_state = state['best_state']

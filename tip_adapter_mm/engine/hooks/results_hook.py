@@ -6,10 +6,12 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
+from ... import __version__
 from ...utils import atomic_json_dump
 from ..features import unwrap
-from .build_cache_hook import image_dataset
 from ..record import KEY, get_record, update_record
+from ..workdir import WRITTEN_BY
+from .build_cache_hook import image_dataset
 
 #: record fields that a checkpoint carries from the run that made it
 _FROM_CHECKPOINT = ('selection_split', 'val_top1', 'val_size', 'cache_size', 'augment_epochs', 'search_scale',
@@ -26,20 +28,25 @@ def _dataset_cfg(cfg, key):
 
 @HOOKS.register_module()
 class ResultsHook(Hook):
-    """Write ``<work_dir>/results.json`` after every test run, and carry the run record in checkpoints.
+    """Write ``<work_dir>/results.json`` after a training run's test (``results_test.json`` after a test-only
+    run, so that testing a checkpoint never overwrites the record of the run that made it), and carry the run
+    record in checkpoints.
 
     The record holds what identifies the run (method, dataset, shots, seed, backbone, weights), what it chose
     (alpha, beta, the split the choice was made on, its validation accuracy), the test accuracy and the
     wall time of each stage. The file is written by the main process through a temporary file and a rename.
 
     Args:
-        filename (str): file name under the work dir. Defaults to 'results.json'.
+        filename (str): file name under the work dir of a training run. Defaults to 'results.json'.
+        test_filename (str): that of a test-only run. Defaults to 'results_test.json'.
     """
 
     priority = 'LOW'
 
-    def __init__(self, filename: str = 'results.json'):
+    def __init__(self, filename: str = 'results.json', test_filename: str = 'results_test.json'):
         self.filename = filename
+        self.test_filename = test_filename
+        self._trained = False
         self._start = None
         self._test_start = None
 
@@ -66,8 +73,11 @@ class ResultsHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint):
         saved = checkpoint.get('meta', {}).get(KEY) or {}
-        update_record(runner, checkpoint=runner._load_from, source_dataset=saved.get('dataset'),
+        update_record(runner, checkpoint=runner.cfg.get('load_from'), source_dataset=saved.get('dataset'),
                       **{k: saved[k] for k in _FROM_CHECKPOINT if k in saved})
+
+    def before_train(self, runner):
+        self._trained = True  # a training run writes results.json; a test-only run its own results_test.json
 
     def before_test_epoch(self, runner):
         self._test_start = time.perf_counter()
@@ -86,8 +96,9 @@ class ResultsHook(Hook):
             test_top1=_metric(metrics, 'accuracy/top1'), test_top5=_metric(metrics, 'accuracy/top5'),
             test_size=len(runner.test_dataloader.dataset), timings=timings)
         skipped = {}
-        for split, loader in (('train', runner._train_dataloader), ('test', runner.test_dataloader)):
-            dataset = image_dataset(getattr(loader, 'dataset', None))
+        cache_hook = next((h for h in runner.hooks if hasattr(h, 'train_images')), None)
+        for split, dataset in (('train', getattr(cache_hook, 'train_images', None)),
+                               ('test', image_dataset(runner.test_dataloader.dataset))):
             if dataset is not None and hasattr(dataset, 'metainfo'):
                 skipped[split] = len(dataset.metainfo.get('skipped_images') or ())
         record['skipped_images'] = skipped
@@ -97,10 +108,11 @@ class ResultsHook(Hook):
         record.setdefault('source_dataset', record.get('dataset'))
         record['target_dataset'] = record.get('dataset')
         record.setdefault('selection_split', 'none')
+        record['written_by'] = f'{WRITTEN_BY} {__version__}'
         record.setdefault('val_top1', None)
         update_record(runner, **record)
         if is_main_process():
-            path = osp.join(runner.work_dir, self.filename)
+            path = osp.join(runner.work_dir, self.filename if self._trained else self.test_filename)
             atomic_json_dump(record, path)
             print_log(f'results written to {path}', logger='current')
 

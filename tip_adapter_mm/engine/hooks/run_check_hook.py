@@ -1,8 +1,19 @@
+import glob
+import os.path as osp
+
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmpretrain.registry import HOOKS
 
 from ...settings import check_consistency
+from ..identity import KEY as IDENTITY
+from ..identity import check_identity, run_identity
+from ..workdir import check_outputs, lock_work_dir, remove_stale_temporaries
+
+#: the files a run writes into its work dir (besides epoch_N.pth)
+OUTPUTS = ('results.json', 'results_test.json', 'fewshot_split.json', 'final.pth', 'epoch_1.pth')
 from ...utils.checkpoint import message_hub_from_plain, message_hub_to_plain, safe_load
 
 
@@ -20,6 +31,11 @@ class RunCheckHook(Hook):
       naming the file and the cause before mmengine opens it. (Upstream: mmengine 0.10.7 calls ``torch.load``
       without ``weights_only``, which unpickles anything under torch < 2.6 or with
       ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set, open-mmlab/mmengine#1655.)
+    - ``before_run`` (rank 0) locks the work dir (another run in it is an error naming its process), removes
+      the temporaries a killed save left, and refuses to overwrite a file the project did not write
+      (``force_overwrite=True`` / ``--force`` allows it); ``after_run`` releases the lock.
+    - ``before_run`` also refuses a checkpoint made by another method or CLIP (recorded in its meta by
+      ``before_save_checkpoint``: :mod:`tip_adapter_mm.engine.identity`).
     - ``before_save_checkpoint`` stores the message hub's ``HistoryBuffer`` objects as plain lists and
       ``after_load_checkpoint`` turns them back, so resuming needs no unpickling of mmengine classes.
 
@@ -29,15 +45,38 @@ class RunCheckHook(Hook):
 
     priority = 'VERY_LOW'  # its checkpoint conversion runs after every other hook has edited the checkpoint
 
+    def __init__(self):
+        self._lock = None
+
     def before_run(self, runner):
-        check_consistency(runner.cfg, getattr(runner.cfg, 'filename', None))
-        path = runner._load_from
-        if runner._resume and path is None:
+        cfg = runner.cfg
+        check_consistency(cfg, getattr(cfg, 'filename', None))
+        if is_main_process():
+            self._lock = lock_work_dir(runner.work_dir)
+            removed = remove_stale_temporaries(runner.work_dir)
+            if removed:
+                print_log(f'removed {removed} temporary file(s) of an interrupted save', logger='current')
+            epochs = [osp.basename(p) for p in glob.glob(osp.join(runner.work_dir, 'epoch_*.pth'))]
+            check_outputs(runner.work_dir, OUTPUTS + tuple(epochs), force=bool(cfg.get('force_overwrite')))
+        path = cfg.get('load_from')
+        if cfg.get('resume') and path is None:
             path = find_latest_checkpoint(runner.work_dir)
         if path and not str(path).startswith(('http://', 'https://', 'open-mmlab://', 'torchvision://')):
-            safe_load(path, map_location='cpu')
+            state = safe_load(path, map_location='cpu', mmap=True)
+            meta = state.get('meta') if isinstance(state, dict) else None
+            check_identity((meta or {}).get(IDENTITY), cfg, path, resume=bool(cfg.get('resume')))
+            if cfg.get('resume') and (not isinstance(state, dict) or 'optimizer' not in state
+                                      or 'epoch' not in (meta or {})):
+                raise ValueError(f"--resume needs a training checkpoint of this run (epoch_N.pth, with its optimizer "
+                                 f"and epoch), but '{path}' has none: to start from its weights, use load_from")
+
+    def after_run(self, runner):
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def before_save_checkpoint(self, runner, checkpoint):
+        checkpoint.setdefault('meta', {})[IDENTITY] = run_identity(runner.cfg)
         if isinstance(checkpoint.get('message_hub'), dict):
             message_hub_to_plain(checkpoint['message_hub'])
 

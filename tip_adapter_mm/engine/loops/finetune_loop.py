@@ -49,8 +49,8 @@ def training_loader(dataloader: dict, train_from: str, classes: Optional[List[in
     if train_from == 'feature_bank':
         loader['dataset'] = dict(type='FeatureBankDataset', dataset=dataset, classes=classes)
         loader['num_workers'], loader['persistent_workers'] = 0, False  # the features are in memory
-    elif classes is not None:
-        loader['dataset'] = dict(type='ClassSubsetDataset', dataset=dataset, classes=classes)
+    else:  # seeded per (seed, epoch, item): a resumed run draws the views of the uninterrupted one
+        loader['dataset'] = dict(type='SeededImageDataset', dataset=dataset, classes=classes)
     return loader
 
 
@@ -116,15 +116,20 @@ class FinetuneLoop(EpochBasedTrainLoop):
     def _run(self):
         runner = self.runner
         runner.call_hook('before_train')
-        find_cache_hook(runner).features(runner, self.selection_hook.split)  # encoded once, before training
+        cache_hook = find_cache_hook(runner)
+        cache_hook.fill_feature_bank(runner, self.dataloader.dataset)
+        # the selection split, encoded once before training
+        self.selection_hook.set_features(cache_hook.features(runner, self.selection_hook.split))
+        if self._epoch > 0:  # resumed from a checkpoint: continue its epoch selection
+            self.selection_hook.resume()
         with timed(runner, 'train'):
             while self._epoch < self._max_epochs and not self.stop_training:
                 if hasattr(self.dataloader.dataset, 'set_epoch'):
                     self.dataloader.dataset.set_epoch(self._epoch)
                 self.run_epoch()
         runner.call_hook('after_train')  # the selection hook restores the selected keys here
-        select_alpha_beta(runner, self.search, self.beta_grid, self.alpha_grid, self.max_chunk_bytes,
-                          self.protocol.split)
+        select_alpha_beta(runner, cache_hook.features(runner, self.protocol.split), self.search, self.beta_grid,
+                          self.alpha_grid, self.max_chunk_bytes, self.protocol.split)
         if self.hp_selection in ('legacy_test', 'none'):
             update_record(runner, selection_split=self.protocol.label)
         update_record(runner, hp_selection=self.hp_selection,

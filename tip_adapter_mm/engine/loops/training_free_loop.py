@@ -5,6 +5,7 @@ from mmpretrain.registry import LOOPS
 
 from ...functional import tip_search_grids
 from ...protocol import get_protocol
+from ..features import unwrap
 from ..hooks.build_cache_hook import find_cache_hook
 from ..record import update_record
 from ..selection import select_alpha_beta
@@ -68,12 +69,13 @@ class TrainingFreeLoop(BaseLoop):
     def run(self):
         runner = self.runner
         runner.call_hook('before_train')
-        select_alpha_beta(runner, self.search, self.beta_grid, self.alpha_grid, self.max_chunk_bytes,
+        search = self.search and unwrap(runner.model).head.cache_size > 0  # no cache (zero-shot): no search
+        features = find_cache_hook(runner).features(runner, self.protocol.split)
+        select_alpha_beta(runner, features, search, self.beta_grid, self.alpha_grid, self.max_chunk_bytes,
                           self.protocol.split)
-        split = self.protocol.label if self.search else 'none'
-        update_record(runner, selection_split=split, hp_selection=self.hp_selection,
-                      search_scale=self.search_scale if self.search else None,
-                      search_step=self.search_step if self.search else None)
+        update_record(runner, selection_split=self.protocol.label if search else 'none',
+                      hp_selection=self.hp_selection, search_scale=self.search_scale if search else None,
+                      search_step=self.search_step if search else None)
         runner.call_hook('before_train_epoch')
         runner.call_hook('after_train_epoch')  # the checkpoint hook saves epoch_1.pth here
         self._epoch += 1

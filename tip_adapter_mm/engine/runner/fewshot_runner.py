@@ -1,4 +1,5 @@
 import copy
+import inspect
 import os.path as osp
 
 from mmengine.config import Config
@@ -6,8 +7,17 @@ from mmengine.runner import Runner
 from mmpretrain.registry import RUNNERS
 
 from ... import compat
-from ...settings import resolve
+from ...settings import check_overrides, resolve
 from .preflight import preflight
+
+
+#: top-level keys read when a run starts, besides the settings: mmengine Runner's arguments and what the
+#: project's tools, mmengine and the results read
+RUNTIME_KEYS = (set(inspect.signature(Runner.__init__).parameters) - {'self'}) | {
+    'launcher', 'runner_type', 'custom_imports', 'default_scope', 'model_wrapper_cfg', 'find_unused_parameters',
+    'gpu_ids', 'dist_params', 'tta_model', 'tta_pipeline', 'method', 'dataset_name', 'work_dir',
+    'log_processor', 'visualizer', 'vis_backends', 'auto_scale_lr', 'filename', 'compile', 'strategy',
+    'force_overwrite'}
 
 
 def resolve_config(cfg):
@@ -19,6 +29,8 @@ def resolve_config(cfg):
     """
     filename = getattr(cfg, 'filename', None)
     original = Config.fromfile(filename) if filename and osp.isfile(filename) else None
+    if original is not None:
+        check_overrides(cfg, original, RUNTIME_KEYS)
     resolve(cfg, original)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(key)

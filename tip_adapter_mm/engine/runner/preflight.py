@@ -9,9 +9,11 @@ import os.path as osp
 from mmengine.registry import init_default_scope
 
 from ...utils.checkpoint import CheckpointError, safe_load
+from ..identity import KEY as IDENTITY
+from ..identity import check_identity
 
 
-def check_checkpoint(path: str, head_cfg: dict):
+def check_checkpoint(path: str, head_cfg: dict, cfg=None):
     """Raise if the checkpoint cannot be read safely or its head does not fit the configured head.
 
     The configured head is built and loads the checkpoint's ``head.*`` entries: the heads' own checks
@@ -22,6 +24,8 @@ def check_checkpoint(path: str, head_cfg: dict):
     state = safe_load(path, 'cpu')
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(state).__name__}, not a state dict")
+    if cfg is not None:
+        check_identity((state.get('meta') or {}).get(IDENTITY), cfg, path, resume=bool(cfg.get('resume')))
     state = state.get('state_dict', state)
     head_state = {k[len('head.'):]: v for k, v in state.items() if k.startswith('head.')}
     if not head_state:
@@ -62,11 +66,14 @@ def preflight(cfg) -> dict:
         if embed_dim and head.get('feat_dim') and int(head['feat_dim']) != int(embed_dim):
             raise ValueError(f"model.head.feat_dim={head['feat_dim']} but open_clip model '{name}' embeds "
                              f'into {embed_dim} dimensions')
+    from ...datasets.few_shot_dataset import FewShotDataset, check_readable
     datasets = {}
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(key)
         if loader and isinstance(loader.get('dataset'), dict):
             datasets[key] = DATASETS.build(copy.deepcopy(loader['dataset']))
+            if isinstance(datasets[key], FewShotDataset) and not datasets[key].skip_unreadable:
+                check_readable(datasets[key])
     train = datasets.get('train_dataloader')
     if train is not None and head.get('num_classes') is not None:
         from ..hooks.build_cache_hook import image_dataset
@@ -94,5 +101,5 @@ def preflight(cfg) -> dict:
         from ...protocol import get_protocol
         get_protocol(train_cfg.get('hp_selection', 'full_val'))
     if cfg.get('load_from') and head.get('num_classes') is not None:
-        check_checkpoint(cfg.load_from, head)
+        check_checkpoint(cfg.load_from, head, cfg)
     return datasets
