@@ -413,3 +413,39 @@ def test_distribution_shift_configs(variant):
     assert ds.pipeline[1]['type'] == 'ResizeEdge' and 'split_dirs' not in ds  # replaced, not merged
     assert cfg.model.head.type == 'CacheHead'  # the ImageNet model, unchanged
     assert cfg.test_evaluator.get('restrict_to_subset', False) == (variant in ('a', 'r'))  # 200-way, as CoOp
+
+
+@pytest.mark.slow
+def test_restrict_to_subset_through_the_runner(variants, demo_assets, tmp_path):
+    """configs/eval_imagenet_a.py run by mmengine's Runner: the metric predicts among the set's classes only
+    (CoOp's 200-way ImageNet-A protocol), which is the argmax of the logits over those classes."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from conftest import ROOT
+    from tip_adapter_mm.engine.hooks.build_cache_hook import find_cache_hook
+    root, _ = variants
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'eval_imagenet_a.py'))
+    digits = Config.fromfile(osp.join(ROOT, 'configs', 'tip_digits_16shot.py'))
+    cfg.model.backbone.update(model_name='tiny-clip', pretrained=demo_assets[1])
+    cfg.model.head.update(feat_dim=64, num_shots=0, alpha=0.)  # zero-shot: the text classifier alone
+    cfg.num_shots, cfg.init_alpha = 0, 0.
+    cfg.train_dataloader.dataset.update(num_shots=0, data_root=osp.join(root, 'imagenet'))
+    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
+    cfg.test_dataloader.dataset.update(data_root=osp.join(root, 'imagenet-adversarial'),
+                                       imagenet_root=osp.join(root, 'imagenet'),
+                                       pipeline=digits.test_dataloader.dataset.pipeline)  # 32 px for the tiny CLIP
+    cfg.test_dataloader.update(num_workers=0, persistent_workers=False)
+    cfg.work_dir = str(tmp_path)
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    head = runner.model.head
+    feats, labels = find_cache_hook(runner).features(runner, 'test')
+    with torch.no_grad():
+        logits = head.logits(feats)
+    present = torch.tensor(PRESENT)
+    restricted = (present[logits[:, present].argmax(1)] == labels).float().mean().item() * 100
+    full = (logits.argmax(1) == labels).float().mean().item() * 100
+    assert metrics['accuracy/top1'] == pytest.approx(restricted, abs=1e-4)
+    assert restricted >= full and len(labels) == 2 * len(PRESENT)

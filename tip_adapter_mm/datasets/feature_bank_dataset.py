@@ -1,25 +1,14 @@
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from mmpretrain.registry import DATASETS
 from mmpretrain.structures import DataSample
 
-from ..utils.rng import mix64
-
-
-def class_indices(dataset, classes: Optional[Sequence[int]]) -> List[int]:
-    """Indices of the items of ``dataset`` whose label is in ``classes`` (all items when None)."""
-    if classes is None:
-        return list(range(len(dataset)))
-    keep = {int(c) for c in classes}
-    found = [i for i in range(len(dataset)) if int(dataset.get_data_info(i)['gt_label']) in keep]
-    if not found:
-        raise ValueError(f'no training image belongs to the classes {sorted(keep)}')
-    return found
+from .train_items import TrainItems
 
 
 @DATASETS.register_module()
-class FeatureBankDataset:
+class FeatureBankDataset(TrainItems):
     """The few-shot train split as stored CLIP features: each item is one augmented view of an image.
 
     The views are the ones encoded once while building the cache (``augment_epochs`` per image, raw
@@ -36,22 +25,9 @@ class FeatureBankDataset:
     """
 
     def __init__(self, dataset: dict, seed: Optional[int] = None, classes: Optional[Sequence[int]] = None):
-        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
-        self.seed = seed if seed is not None else getattr(self.dataset, 'seed', 0)
-        self.indices = class_indices(self.dataset, classes)
+        super().__init__(dataset, seed, classes)
         self.features = None  # [V, N, D]
         self.labels = None  # N ints
-        self.epoch = 0
-
-    @property
-    def metainfo(self) -> dict:
-        return self.dataset.metainfo
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def get_data_info(self, idx: int) -> dict:
-        return self.dataset.get_data_info(self.indices[idx])
 
     def set_features(self, view_features: torch.Tensor, labels: torch.Tensor):
         """Fill the bank with raw features [V, N, D] of the N images of ``dataset`` and their labels."""
@@ -60,13 +36,10 @@ class FeatureBankDataset:
                              f'{tuple(view_features.shape)}')
         self.features, self.labels = view_features.cpu(), [int(label) for label in labels]
 
-    def set_epoch(self, epoch: int):
-        self.epoch = epoch
-
     def __getitem__(self, idx: int) -> dict:
         if self.features is None:
             raise RuntimeError('the feature bank is empty: BuildCacheHook fills it before training '
                                '(is it in custom_hooks?)')
-        view = mix64((self.seed * 1_000_003 + self.epoch) * 1_000_003 + idx) % self.features.shape[0]
+        view = self.item_seed(idx) % self.features.shape[0]
         item = self.indices[idx]
         return dict(inputs=self.features[view, item], data_samples=DataSample().set_gt_label(self.labels[item]))

@@ -63,7 +63,7 @@ class FewShotImageFolder(FewShotDataset):
         for _, label in items:
             counts[label] += 1
         empty = [classes[i] for i, n in enumerate(counts) if n == 0]
-        if empty:
+        if empty and split == 'train' and self.num_shots != 0:  # zero-shot CLIP needs only the class names
             raise ValueError(f"class folder(s) {[osp.join(folder, c) for c in empty[:5]]} of the {split} split hold "
                              f'no image with an extension in {list(self.extensions)}: add images or remove '
                              'the folder')
