@@ -442,6 +442,234 @@ def test_chunking_does_not_change_results(layout, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------------
+# the pruned search (candidate classes, anchor betas): adversarial cases
+# ---------------------------------------------------------------------------------------------------------
+def official_counts(f, y, w, keys, cl, beta_grid, alpha_grid):
+    """The official loop's correct counts (topk accuracy of the dense logits) on arbitrary grids."""
+    counts = torch.zeros(len(beta_grid), len(alpha_grid), dtype=torch.long)
+    for i, beta in enumerate(beta_grid):
+        for j, alpha in enumerate(alpha_grid):
+            acc = official_cls_acc(dense_tip_logits(f, w, keys, cl, alpha, beta), y)
+            counts[i, j] = round(acc * y.shape[0] / 100)
+    return counts
+
+
+def dense_counts(f, y, w, keys, cl, beta_grid, alpha_grid):
+    """Counts from the dense [A, M, C] logits with our cache term (exp of beta (A - 1), class_sum), by argmax:
+    the values the pruned search must reproduce exactly."""
+    alphas = torch.tensor(alpha_grid, dtype=f.dtype)
+    clip = 100. * f @ w.t()
+    shifted = f @ keys.t() - 1.
+    counts = torch.zeros(len(beta_grid), len(alpha_grid), dtype=torch.long)
+    for i, beta in enumerate(beta_grid):
+        cache = tf.class_sum(torch.mul(shifted, beta).exp(), cl, w.shape[0])
+        counts[i] = ((clip + alphas.view(-1, 1, 1) * cache).argmax(dim=-1) == y).sum(dim=1)
+    return counts
+
+
+def clip_like_problem(seed, m, c, k, d, layout='grouped', dtype=torch.float32):
+    """Like CLIP features (and the benchmark's data): a common direction in every image and every text
+    embedding, so that many classes are close to the true one and the search has many candidates."""
+    gen = torch.Generator().manual_seed(seed)
+    protos = F.normalize(torch.randn(c, d, generator=gen, dtype=dtype), dim=-1)
+    text = F.normalize(torch.randn(d, generator=gen, dtype=dtype), dim=0)
+    w = F.normalize(text + 0.2 * F.normalize(protos + 2.5 * torch.randn(c, d, generator=gen, dtype=dtype)
+                                             / math.sqrt(d), dim=-1), dim=-1)
+    image = F.normalize(torch.randn(d, generator=gen, dtype=dtype), dim=0)
+    basis = F.normalize(torch.randn(4, d, generator=gen, dtype=dtype), dim=-1)
+
+    def images(lab):
+        nuisance = torch.randn(lab.numel(), 4, generator=gen, dtype=dtype) @ basis / 2.
+        return F.normalize(image + 0.5 * protos[lab] + 1.2 * nuisance, dim=-1)
+
+    y = torch.randint(0, c, (m,), generator=gen)
+    cl = make_cache_labels(layout, c, k, gen)
+    return images(y), y, w, images(cl), cl
+
+
+def basis_problem(d, text_first, cache_axes, labels):
+    """Hand-made problem with exact logits: every query is e0; class c's text weight is
+    ``text_first[c] e0 + sqrt(1 - text_first[c]^2) e_(c+1)`` (so its CLIP logit is exactly 100 text_first[c] for
+    dyadic values), and the cache holds one key per entry of ``cache_axes`` (an axis index: 0 is the query
+    itself, affinity 1 and cache term exactly 1 at every beta; another axis is orthogonal, cache term
+    exp(-beta))."""
+    c = len(text_first)
+    w = torch.zeros(c, d, dtype=DT)
+    for i, a in enumerate(text_first):
+        w[i, 0], w[i, i + 1] = a, math.sqrt(1 - a * a)
+    keys_axes, key_labels = zip(*cache_axes)
+    keys = torch.zeros(len(keys_axes), d, dtype=DT)
+    keys[torch.arange(len(keys_axes)), torch.tensor(keys_axes)] = 1.
+    y = torch.tensor(labels)
+    f = torch.zeros(len(labels), d, dtype=DT)
+    f[:, 0] = 1.
+    return f, y, w, keys, torch.tensor(key_labels)
+
+
+@pytest.mark.parametrize('tie_at', ['first', 'middle', 'last'])
+@pytest.mark.parametrize('competitor_below', [True, False])
+def test_search_exact_tie_at_alpha_boundary(tie_at, competitor_below):
+    """The competitor's logit equals y's exactly at one alpha of the grid (the crossing point of the two
+    lines, at either end of the alpha range or inside it): below that alpha y wins, above it the competitor
+    does, and at it the lower class index wins, as with topk/argmax."""
+    # CLIP logits 62.5 (y) and 62.01171875 (competitor); cache terms 1 (y: one key = the query) and 2 (the
+    # competitor: two such keys): tie at alpha = 0.48828125, every number exact in binary
+    tie = 0.48828125
+    alpha_grid = {'first': [tie, 0.75, 1.0], 'middle': [0.25, tie, 0.75], 'last': [0.125, 0.25, tie]}[tie_at]
+    comp, true = (0, 1) if competitor_below else (1, 0)
+    text = [0.] * 3
+    text[true], text[comp], text[2] = 640 / 1024, 635 / 1024, 0.25
+    problem = basis_problem(8, text, [(0, true), (0, comp), (0, comp), (6, 2)], [true])
+    beta_grid = tf.search_grid(7, 25)  # anchors and betas between them
+    counts = tf.tip_search_correct_counts(*problem, beta_grid, alpha_grid)
+    assert torch.equal(counts, official_counts(*problem, beta_grid, alpha_grid))
+    j = alpha_grid.index(tie)
+    expected = torch.tensor([1 if a < tie else 0 for a in alpha_grid])
+    expected[j] = 0 if competitor_below else 1
+    assert torch.equal(counts, expected.expand(len(beta_grid), -1))
+
+
+def test_search_true_class_wins_only_in_the_middle_of_alpha():
+    """Three classes on one query: a wins at small alpha (best CLIP logit), b at large alpha (largest cache
+    term), the true class in between (for large enough beta); one query per class, so exactly one of the
+    three is right at every (beta, alpha)."""
+    # class 0 (a): CLIP 64.0625, cache exp(-beta); class 1: CLIP 62.5, cache 1; class 2 (b): CLIP 54.6875,
+    # cache 2. Class 1 wins iff 1.5625 / (1 - exp(-beta)) < alpha < 7.8125.
+    problem = basis_problem(8, [656 / 1024, 640 / 1024, 560 / 1024],
+                            [(5, 0), (0, 1), (0, 2), (0, 2)], [0, 1, 2])
+    beta_grid, alpha_grid = tf.tip_search_grids([7, 10], [30, 20])
+    counts = tf.tip_search_correct_counts(*problem, beta_grid, alpha_grid)
+    assert torch.equal(counts, official_counts(*problem, beta_grid, alpha_grid))
+    assert (counts == 1).all()
+    f, y, w, keys, cl = problem
+    middle = tf.tip_search_correct_counts(f[1:2], y[1:2], w, keys, cl, beta_grid, alpha_grid)
+    for i, beta in enumerate(beta_grid):
+        expected = [int(1.5625 / (1 - math.exp(-beta)) < a < 7.8125) for a in alpha_grid]
+        assert middle[i].tolist() == expected
+    assert middle[-1, 0] == 0 and middle[-1, -1] == 0 and middle[-1].sum() > 5  # strictly inside the range
+    beta, alpha, acc = tf.search_tip_hparams(f[1:2], y[1:2], w, keys, cl, beta_grid, alpha_grid)
+    assert acc == 100. and 1.5625 / (1 - math.exp(-beta)) < alpha < 7.8125
+
+
+def test_search_empty_class_ties_at_alpha_zero():
+    """An empty class (cache term exactly 0) with the same text weight as the true class ties with it at
+    alpha = 0 and wins the tie when its index is lower; for alpha > 0 the true class's cache term decides.
+    N = 2 < C = 3."""
+    f, y, w, keys, cl = basis_problem(8, [0.625, 0.625, 0.25], [(0, 1), (6, 2)], [1, 0])
+    w[0] = w[1]
+    beta_grid, alpha_grid = tf.search_grid(7, 25), [0., 0.5, 1.0]
+    counts = tf.tip_search_correct_counts(f, y, w, keys, cl, beta_grid, alpha_grid)
+    assert torch.equal(counts, official_counts(f, y, w, keys, cl, beta_grid, alpha_grid))
+    # alpha = 0: class 0 wins the tie (query 1 wrong, query 0 right); alpha > 0: class 1 wins
+    assert (counts == 1).all()
+    only_1 = tf.tip_search_correct_counts(f[:1], y[:1], w, keys, cl, beta_grid, alpha_grid)
+    assert (only_1[:, 0] == 0).all() and (only_1[:, 1:] == 1).all()
+
+
+@pytest.mark.parametrize('layout', ['grouped', 'shuffled'])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+def test_search_duplicate_classes_tie_everywhere(layout, dtype):
+    """Class 4 duplicates class 1 (same text weight, same cache keys): their logits are equal at every
+    (beta, alpha), and class 1, the lower index, wins every tie: queries of class 4 are never right, and
+    queries of class 1 are right exactly where they are without class 4.
+
+    Features, text weights and keys have entries in {-1/4, 0, 1/4}, so that every matmul is exact and the
+    two classes' CLIP logits and affinities are equal bit for bit. (Not compared with the official loop: its
+    one-hot matmul rounds the two identical columns differently, by ~1e-16, so its "ties" go either way.)"""
+    gen = torch.Generator().manual_seed(17)
+    f, w = (torch.randint(-1, 2, (n, 8), generator=gen).to(dtype) / 4 for n in (60, 6))
+    y = torch.randint(0, 6, (60,), generator=gen)
+    cl = make_cache_labels(layout, 6, 3, gen)
+    keys = torch.randint(-1, 2, (cl.numel(), 8), generator=gen).to(dtype) / 4
+    w[4] = w[1]
+    keys[cl == 4] = keys[cl == 1]  # the same keys, in the same order
+    beta_grid, alpha_grid = tf.tip_search_grids([7, 3], [45, 10])
+    counts = tf.tip_search_correct_counts(f, y, w, keys, cl, beta_grid, alpha_grid)
+    assert torch.equal(counts, dense_counts(f, y, w, keys, cl, beta_grid, alpha_grid))
+    of_4 = y == 4
+    assert of_4.any() and (y == 1).any()
+    counts_4 = tf.tip_search_correct_counts(f[of_4], y[of_4], w, keys, cl, beta_grid, alpha_grid)
+    assert (counts_4 == 0).all()
+    # ... although the tied pair is often the best: labelled 1, the same queries are right
+    assert tf.tip_search_correct_counts(f[of_4], torch.ones_like(y[of_4]), w, keys, cl, beta_grid,
+                                        alpha_grid).sum() > 0
+    of_1 = y == 1
+    keep = cl != 4
+    w5 = torch.cat([w[:4], w[5:]])
+    cl5 = cl[keep] - (cl[keep] > 4).long()
+    without_4 = tf.tip_search_correct_counts(f[of_1], y[of_1], w5, keys[keep], cl5, beta_grid, alpha_grid)
+    with_4 = tf.tip_search_correct_counts(f[of_1], y[of_1], w, keys, cl, beta_grid, alpha_grid)
+    assert torch.equal(with_4, without_4)
+
+
+@pytest.mark.parametrize('m,c,k,layout', [
+    (1, 1, 3, 'grouped'),    # one query, one class: always right
+    (1, 5, 2, 'grouped'),    # one query
+    (7, 1, 1, 'grouped'),    # one class
+    (9, 6, 1, 'grouped'),    # one shot
+    (9, 6, 2, 'uneven'),     # empty classes, N not a multiple of C
+    (9, 7, 1, 'sorted_uneven'),
+])
+def test_search_small_shapes(m, c, k, layout):
+    counts, _ = assert_same_search(make_problem(18 + m + c, m=m, c=c, k=k, d=8, layout=layout), [7, 3], [45, 20])
+    if c == 1:
+        assert (counts == m).all()
+
+
+def test_search_few_cache_entries_many_classes():
+    """N = 4 cache entries for C = 9 classes (most classes empty, N not a multiple of C)."""
+    f, y, w, _, _ = make_problem(19, m=30, c=9, k=1, d=16)
+    keys, cl = f[:4] * 0.9 + 0.1 * f[4:8], y[:4]
+    keys = F.normalize(keys, dim=-1)
+    assert_same_search((f, y, w, keys, cl), [7, 3], [45, 20])
+
+
+@pytest.mark.parametrize('layout', ['grouped', 'shuffled', 'uneven'])
+def test_search_negative_alpha_and_unsorted_betas(layout):
+    """Any grids: alphas of both signs (nothing can be pruned from the alpha range), betas in any order."""
+    f, y, w, keys, cl = make_problem(20, m=40, c=7, k=3, d=16, layout=layout)
+    beta_grid = list(reversed(tf.search_grid(7, 30)))
+    alpha_grid = [-0.5, 0., 0.7, 2.0, 1.1]
+    counts = tf.tip_search_correct_counts(f, y, w, keys, cl, beta_grid, alpha_grid)
+    assert torch.equal(counts, official_counts(f, y, w, keys, cl, beta_grid, alpha_grid))
+
+
+@pytest.mark.parametrize('layout', ['grouped', 'shuffled', 'uneven'])
+def test_search_anchor_spacing_does_not_change_counts(layout, monkeypatch):
+    """Float32 CLIP-like data with many close classes, ImageNet grid: the counts are those of the dense
+    computation whatever the spacing of the anchor betas (1 = an exp pass at every beta), and the default
+    spacing really spares the exp passes (class_sum sees the whole [M, N] affinity at the anchors only)."""
+    f, y, w, keys, cl = clip_like_problem(21, m=150, c=60, k=4, d=64, layout=layout)
+    n = keys.shape[0]
+    beta_grid, alpha_grid = tf.tip_search_grids([7, 3], [200, 20])
+    reference = dense_counts(f, y, w, keys, cl, beta_grid, alpha_grid)
+    assert reference.max() > reference.min() and reference.max() < 150
+    widths = []
+    real_class_sum = tf.class_sum
+
+    def spy(values, *args, **kwargs):
+        widths.append(values.shape[1])
+        return real_class_sum(values, *args, **kwargs)
+
+    monkeypatch.setattr(tf, 'class_sum', spy)
+    for spacing in (tf._ANCHOR_SPACING, 1, 3, 1000):
+        monkeypatch.setattr(tf, '_ANCHOR_SPACING', spacing)
+        widths.clear()
+        counts = tf.tip_search_correct_counts(f, y, w, keys, cl, beta_grid, alpha_grid)
+        assert torch.equal(counts, reference), spacing
+        assert len(widths) == 200
+        n_anchors = len(range(0, 200, spacing)) + (199 % spacing != 0)
+        assert widths.count(n) == n_anchors
+
+
+def test_search_clip_like_float32_matches_official_loop():
+    """The official loop itself (float32, topk, one-hot matmul) on CLIP-like data with many candidates."""
+    problem = clip_like_problem(22, m=60, c=30, k=4, d=32)
+    counts, _ = assert_same_search(problem, [7, 3], [200, 20])
+    assert counts.max() > counts.min()
+
+
+# ---------------------------------------------------------------------------------------------------------
 # grids
 # ---------------------------------------------------------------------------------------------------------
 def test_imagenet_grids():

@@ -10,6 +10,7 @@ Conventions (shapes):
     cache_keys    [N, D]  cache keys (L2-normalised cache features, or trained keys).
     cache_labels  [N]     int64 class index of each cache entry.
 """
+import math
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -166,7 +167,7 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, topk: int = 1) -> 
 #: always anchors). Between two anchors the cache term of each class is bounded by the chord of its anchor
 #: values (it is convex in beta), which is tight enough that only the few classes that can compete with the
 #: true class are evaluated.
-_ANCHOR_SPACING = 10
+_ANCHOR_SPACING = 20
 
 
 def _class_members(cache_labels: torch.Tensor, num_classes: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -240,8 +241,8 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
     clip = LOGIT_SCALE * f @ clip_weights.t()
     clip_y = clip[rows, y]
     shifted = (f @ cache_keys.t()).sub_(1.)  # exp(beta * (A - 1)) is bitwise exp(-beta * (1 - A))
-    thresholds = _candidate_thresholds(clip, clip_y, y, shifted, k_max, betas, float(alphas.min()),
-                                       float(alphas.max()))
+    alpha_lo, alpha_hi = float(alphas.min()), float(alphas.max())
+    thresholds = _candidate_thresholds(clip, clip_y, y, shifted, k_max, betas, alpha_lo, alpha_hi)
     buf = torch.empty_like(shifted)
     if valid is None:
         by_pair = shifted.view(r * c, k_max)  # the entries of (query, class) pairs, one row per pair
@@ -253,33 +254,51 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
     pair_batch = max(1, (r * (n + 2 * n_alpha * c)) // (k_max + 4 * n_alpha + 4))
 
     def exp_entries(values, beta, pad):
-        e = values.mul_(beta).exp_() if values.is_contiguous() else torch.mul(values, beta).exp_()
+        """exp(beta * values), in place (``values`` is a fresh gather), padding entries set to 0."""
+        e = values.mul_(beta).exp_()
         return e if pad is None else e.masked_fill_(pad, 0.)
 
-    def score(i, cache_y, qi, pair, pair_cache):
-        """Correct counts at beta i for every alpha: y is the prediction unless a candidate (query qi, flat
-        index ``pair = qi * C + class``) beats it with a higher logit, or an equal one at a lower class index
-        (argmax and topk keep the first maximum)."""
+    def beaten(cache_y, qi, pair, pair_cache, wrong):
+        """Mark in ``wrong`` [r, A] (int32, > 0 = wrong) the (query, alpha) where a class (query qi, flat index
+        ``pair = qi * C + class``, cache term ``pair_cache``) beats y: a higher logit, or an equal one at a
+        lower class index (argmax and topk keep the first maximum)."""
         logits_y = clip_y[:, None] + alphas * cache_y[:, None]  # same ops as clip + alpha * cache: [r, A]
-        wrong = torch.zeros(r, n_alpha, dtype=torch.int32, device=f.device)
+        # a class below y beats it from an equal logit on (>=, i.e. > the next float down), a class above y
+        # needs a higher one (>): rows [0, r) of `bars` for the classes above y, rows [r, 2r) for those below
+        bars = torch.cat([logits_y, torch.nextafter(logits_y, logits_y.new_tensor(-math.inf))])
         for s in range(0, qi.numel(), pair_batch):
             q, p = qi[s:s + pair_batch], pair[s:s + pair_batch]
             logits_c = clip.view(-1).index_select(0, p)[:, None] + alphas * pair_cache[s:s + pair_batch, None]
-            logits_qy = logits_y.index_select(0, q)
-            beats = (logits_c > logits_qy).logical_or_((logits_c == logits_qy) & (p - q * c < y[q])[:, None])
-            wrong.index_add_(0, q, beats.to(torch.int32))
-        counts[i] += r - (wrong > 0).sum(dim=0)
+            below = p - q * c < y.index_select(0, q)
+            beats = logits_c > bars.index_select(0, q + r * below.long())
+            wrong.index_put_((q,), beats.to(torch.int32), accumulate=True)
+        return wrong
+
+    def champions(cache, cache_y):
+        """Per query, the class whose worse logit gap to y over the alpha range is the largest (the likeliest
+        to beat y at every alpha), from the exact cache terms of an anchor: flat indices [r]."""
+        gap_y = cache - cache_y[:, None]
+        d_clip = clip - clip_y[:, None]
+        worst = torch.minimum(torch.add(d_clip, gap_y, alpha=alpha_lo), d_clip.add_(gap_y, alpha=alpha_hi))
+        worst[rows, y] = -math.inf
+        return rows * c + worst.argmax(dim=1)
 
     def anchor(i):
         """Cache term of every class at beta i (one exp pass over the chunk's affinities), scored; returns
-        ``cache - thresholds`` for the chord bounds of the betas around it."""
+        ``cache - thresholds`` for the chord bounds of the betas around it, and the champions."""
         cache = class_sum(torch.mul(shifted, betas[i], out=buf).exp_(), cache_labels, c)
         cache_y = cache[rows, y]
+        champ = champions(cache, cache_y) if c > 1 else rows[:0]
+        # queries that the champion beats at every alpha are wrong: their other candidates are not scored
+        wrong = beaten(cache_y, rows[:champ.numel()], champ, cache.view(-1).index_select(0, champ),
+                       torch.zeros(r, n_alpha, dtype=torch.int32, device=f.device))
         gap = cache - thresholds
-        qi, ci = (gap >= cache_y[:, None]).nonzero(as_tuple=True)
+        candidates = (gap >= cache_y[:, None]).masked_fill_(wrong.bool().all(dim=1)[:, None], False)
+        qi, ci = candidates.nonzero(as_tuple=True)
         pair = qi * c + ci
-        score(i, cache_y, qi, pair, cache.view(-1).index_select(0, pair))
-        return gap
+        beaten(cache_y, qi, pair, cache.view(-1).index_select(0, pair), wrong)
+        counts[i] += r - (wrong > 0).sum(dim=0)
+        return gap, champ
 
     def exact_pairs(beta, qi, pair):
         """Cache term of the given (query, class) pairs at ``beta``: exp over their entries only."""
@@ -295,40 +314,50 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
             torch.sum(exp_entries(values, beta, pad), dim=-1, out=out[s:s + pair_batch])
         return out
 
-    def between(block, gap_a, gap_b):
-        """The betas strictly between two anchors, ``block`` = [(beta index, fraction t)]: exact cache terms of
-        y and of the candidates only."""
+    def between(block, gap_a, gap_b, champ):
+        """The betas strictly between two anchors, ``block`` = [(beta index, fraction t of the way from the
+        lower anchor to the upper one)], scored from the exact cache terms of y, of the anchors' champions
+        ``champ`` and of the candidates only."""
         cache_y = torch.stack([class_sum(exp_entries(y_values.clone(), betas[i], y_pad), one_group, 1)[:, 0]
                                for i, _ in block])  # [len(block), r]
-        ts = torch.tensor([t for _, t in block], dtype=f.dtype, device=f.device)
-        # cache_c(beta) is convex in beta, below the chord of its anchor values: c is a candidate at t iff
-        # lerp(gap_a, gap_b, t) >= cache_y(t). Superset for the whole block: the chord minus a line below
-        # every cache_y(t) is linear in t, so it is >= 0 somewhere in the block iff it is at an end.
-        lo, hi = (len(block) - 1) // 2, min((len(block) - 1) // 2 + 1, len(block) - 1)
-        slope = ((cache_y[hi] - cache_y[lo]) / (ts[hi] - ts[lo])) if ts[hi] > ts[lo] else torch.zeros_like(cache_y[0])
+        ts = [t for _, t in block]
+        # cache_c(beta) is convex in beta, so below the chord of its anchor values: c is a candidate at t iff
+        # lerp(gap_a, gap_b, t) >= cache_y(t). For the whole block, a superset: with line(t) a line below
+        # cache_y(t) at every t of the block (the secant of two middle points, lowered if needed), the chord
+        # minus line(t) is linear in t, so it is >= 0 somewhere in the block only if it is at an end.
+        lo = (len(ts) - 1) // 2
+        hi = min(lo + 1, len(ts) - 1)
+        slope = ((cache_y[hi] - cache_y[lo]) / (ts[hi] - ts[lo]) if ts[hi] > ts[lo]
+                 else torch.zeros_like(cache_y[0]))
         line = cache_y[lo] - slope * ts[lo]
-        line -= (line + slope * ts[:, None] - cache_y).clamp_(min=0).amax(dim=0)  # below every point
-        ends = [(0, block[0][1]), (len(block) - 1, block[-1][1])]
+        t_col = torch.tensor(ts, dtype=f.dtype, device=f.device)[:, None]
+        line -= (line + slope * t_col - cache_y).clamp_(min=0).amax(dim=0)
         mask = None
-        for _, t in ends[:1] if len(block) == 1 else ends:
-            m_t = torch.lerp(gap_a, gap_b, t) >= (line + slope * t)[:, None]
-            mask = m_t if mask is None else mask.logical_or_(m_t)
+        for t in {ts[0], ts[-1]}:
+            at_t = torch.lerp(gap_a, gap_b, t) >= (line + slope * t)[:, None]
+            mask = at_t if mask is None else mask.logical_or_(at_t)
         qs, cs = mask.nonzero(as_tuple=True)
         pairs = qs * c + cs
-        ga, gb = gap_a.view(-1).index_select(0, pairs), gap_b.view(-1).index_select(0, pairs)
+        gap_qa, gap_qb = gap_a.view(-1).index_select(0, pairs), gap_b.view(-1).index_select(0, pairs)
+        champ_q = champ // c
         for j, (i, t) in enumerate(block):
-            sel = (torch.lerp(ga, gb, t) >= cache_y[j].index_select(0, qs)).nonzero().view(-1)
+            wrong = beaten(cache_y[j], champ_q, champ, exact_pairs(betas[i], champ_q, champ),
+                           torch.zeros(r, n_alpha, dtype=torch.int32, device=f.device))
+            open_q = ~wrong.bool().all(dim=1)
+            keep = (torch.lerp(gap_qa, gap_qb, t) >= cache_y[j].index_select(0, qs)) & open_q.index_select(0, qs)
+            sel = keep.nonzero().view(-1)
             qi, pair = qs.index_select(0, sel), pairs.index_select(0, sel)
-            score(i, cache_y[j], qi, pair, exact_pairs(betas[i], qi, pair))
+            beaten(cache_y[j], qi, pair, exact_pairs(betas[i], qi, pair), wrong)
+            counts[i] += r - (wrong > 0).sum(dim=0)
 
-    gap_prev = prev = None
+    gap_prev = champ_prev = prev = None
     for pos in anchors:
-        gap = anchor(sorted_betas[pos])
+        gap, champ = anchor(sorted_betas[pos])
         if gap_prev is not None and pos > prev + 1:
             b0, b1 = betas[sorted_betas[prev]], betas[sorted_betas[pos]]
             between([(sorted_betas[p], (betas[sorted_betas[p]] - b0) / (b1 - b0) if b1 > b0 else 0.)
-                     for p in range(prev + 1, pos)], gap_prev, gap)
-        gap_prev, prev = gap, pos
+                     for p in range(prev + 1, pos)], gap_prev, gap, torch.cat([champ_prev, champ]))
+        gap_prev, champ_prev, prev = gap, champ, pos
 
 
 @torch.no_grad()
@@ -343,18 +372,26 @@ def tip_search_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip
 
     * per chunk of queries, the affinity and the CLIP logits are computed once;
     * for each beta, the logit gap of a class c to the true class y, ``d_c + alpha (cache_c - cache_y)``, is
-      linear in alpha, so c can win for some alpha of the grid only if it does at ``alpha_min`` or at
-      ``alpha_max``. This gives a threshold per (query, class) on ``cache_c - cache_y`` (with a safety margin far
-      above rounding); the classes above it are the candidates, usually a few per query, and only they are
-      scored, exactly (same float ops as the dense logits), at every alpha;
+      linear in alpha, so c can reach y for some alpha of the grid only if it does at the smallest or at the
+      largest alpha. This gives a threshold per (query, class) on ``cache_c - cache_y``, with a safety margin
+      far above rounding; the classes above it are the candidates, usually a few per query, and only they are
+      scored, at every alpha, with the same float ops as the dense logits;
     * every ``_ANCHOR_SPACING``-th beta of the sorted grid (and the last) is an anchor: one exp pass over the
       [chunk, N] affinity and one :func:`class_sum` give the cache term of every class. Between two anchors the
       cache term of a class, a sum of exponentials, is convex in beta, hence below the chord of its anchor
-      values; the candidates are the classes whose chord passes the threshold, and the exp is taken only over
-      the cache entries of y and of the candidates.
+      values: the candidates are the classes whose chord passes the threshold, and the exp is taken over the
+      cache entries of y and of the candidates only (one :func:`class_sum` of y's entries per beta);
+    * a query that one class (a "champion": the class with the largest worse-end logit gap at an anchor;
+      between anchors, the champions of both) beats at every alpha is wrong at this beta: its other
+      candidates are not scored. This keeps
+      the work small where y is far from the top, e.g. at small beta, where the cache term barely matters.
 
-    So about one beta in ten costs a full exp pass instead of every beta, and no [A, M, C] logits are built.
-    Queries are processed in chunks so that the temporaries stay under about ``max_chunk_bytes``.
+    So one beta in ``_ANCHOR_SPACING`` costs an exp pass over the affinity, and no [A, M, C] logits are built.
+    The cache terms that are scored are computed as in the dense computation (exp of ``beta * (A - 1)``,
+    per-class sums with class_sum's reduction when the cache is grouped by class), so the counts are those of
+    scoring the dense logits. Queries are processed in chunks so that the temporaries stay under about
+    ``max_chunk_bytes`` (the same budget per query as the dense computation, which the pruned one needs less
+    of).
 
     Returns:
         Tensor: int64 counts, shape [len(beta_grid), len(alpha_grid)].
@@ -365,8 +402,8 @@ def tip_search_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip
     counts = torch.zeros(len(betas), len(alphas), dtype=torch.long, device=features.device)
     if not betas or not len(alphas):
         return counts
-    # bytes per query row: shifted affinity + exp buffer ([N] each), clip and cache logits ([C] each), and
-    # the [A, C] scores with their temporary
+    # bytes per query row, the budget of the dense computation: shifted affinity + exp buffer ([N] each), clip
+    # and cache logits ([C] each), and the [A, C] scores with their temporary
     row_bytes = features.element_size() * (2 * n + (2 + 2 * len(alphas)) * c) + 1
     chunk = max(1, min(m, int(max_chunk_bytes // row_bytes)))
     members, valid = _class_members(cache_labels, c)
@@ -388,8 +425,9 @@ def search_tip_hparams(features: torch.Tensor, labels: torch.Tensor, clip_weight
 
     The official loop runs beta outer and alpha inner, both ascending, and a pair replaces the best only if
     it is strictly better, so ties keep the earliest pair (smallest beta, then smallest alpha). This gives the
-    same choice with about ``len(beta_grid)`` exps instead of ``len(beta_grid) * len(alpha_grid)`` dense
-    matmuls (see :func:`tip_search_correct_counts`).
+    same choice from the correct counts of every pair (:func:`tip_search_correct_counts`: one matmul, an exp
+    pass over the affinity at one beta in ``_ANCHOR_SPACING``, and only the classes that can compete with the
+    true class scored) instead of ``len(beta_grid) * len(alpha_grid)`` dense matmuls.
 
     Args:
         features (Tensor): [M, D] normalised validation features.
