@@ -127,28 +127,40 @@ class _KillAtIter(Hook):
             raise KeyboardInterrupt
 
 
-IMAGE_RUN = dict(max_epochs=3, train_from='image', **{'train_dataloader.batch_size': 64})  # 3 steps an epoch
+SHORT_RUN = dict(max_epochs=3, **{'train_dataloader.batch_size': 64})  # 3 steps an epoch
+PATHS = {'image': dict(SHORT_RUN, train_from='image'), 'feature_bank': dict(SHORT_RUN, train_from='feature_bank')}
+TRAINED_IN = {'image': 'SeededImageDataset', 'feature_bank': 'FeatureBankDataset'}
 
 
 @pytest.fixture(scope='module')
-def image_run(demo_assets, tmp_path_factory):
-    work_dir = tmp_path_factory.mktemp('tipf_image')
-    return work_dir, run_train(CONFIG, work_dir, demo_assets, **IMAGE_RUN)
+def short_runs(demo_assets, tmp_path_factory):
+    """The uninterrupted 3-epoch runs of both data paths, made when first asked for."""
+    made = {}
+
+    def get(path):
+        if path not in made:
+            work_dir = tmp_path_factory.mktemp(f'tipf_{path}')
+            made[path] = work_dir, run_train(CONFIG, work_dir, demo_assets, **PATHS[path])
+        return made[path]
+    return get
 
 
-@pytest.mark.parametrize('kill', [_KillAfterEpoch(2), _KillAtIter(2, 2)], ids=['between_epochs', 'mid_epoch'])
-def test_resume_is_exact_when_training_from_images(image_run, demo_assets, tmp_path, kill):
-    """The images' augmentations are seeded per (seed, epoch, item): a resumed run draws the same views."""
-    work_dir, res = image_run
+@pytest.mark.parametrize('path, kill', [('image', _KillAfterEpoch(2)), ('image', _KillAtIter(2, 2)),
+                                        ('feature_bank', _KillAtIter(2, 2))],
+                         ids=['image-between_epochs', 'image-mid_epoch', 'feature_bank-mid_epoch'])
+def test_resume_is_exact_on_both_data_paths(short_runs, demo_assets, tmp_path, path, kill):
+    """Augmentations are seeded per (seed, epoch, item), views of the bank likewise: a run interrupted between
+    or within epochs and resumed draws the same data as the uninterrupted one."""
+    work_dir, res = short_runs(path)
     args = parse_train_args([osp.join(ROOT, CONFIG), '--work-dir', str(tmp_path), '--cfg-options',
-                             *demo_options(demo_assets, **IMAGE_RUN)])
+                             *demo_options(demo_assets, **PATHS[path])])
     runner = build_runner(merge_train_args(Config.fromfile(args.config), args))
     runner.register_hook(kill, priority='LOWEST')
     with pytest.raises(KeyboardInterrupt):
         runner.train()
     assert not osp.exists(tmp_path / 'results.json')
-    resumed = run_train(CONFIG, tmp_path, demo_assets, '--resume', **IMAGE_RUN)
-    assert resumed['trained_in'] == 'SeededImageDataset'
+    resumed = run_train(CONFIG, tmp_path, demo_assets, '--resume', **PATHS[path])
+    assert resumed['trained_in'] == TRAINED_IN[path]
     for key in ('test_top1', 'val_top1', 'alpha', 'beta', 'selected_epoch', 'epoch_top1'):
         assert resumed[key] == res[key], key
     assert torch.equal(_state(tmp_path, 'final.pth')['state_dict']['head.cache_keys'],
