@@ -14,7 +14,14 @@ holds its key's value.
 
 The module imports no mmengine: it works on any nested mapping.
 """
+import difflib
+import math
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+
+from .protocol import HP_SELECTION
+
+#: what fine-tuning reads: the stored augmented views, or the images
+TRAIN_FROM = ('feature_bank', 'image')
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 EVALUATORS = ('val_evaluator', 'test_evaluator')
@@ -100,8 +107,7 @@ SETTINGS: Dict[str, Tuple[Callable[[Mapping], List[Path]], str]] = {
     'init_alpha': (_head('alpha'), 'the residual ratio alpha before (or without) the search'),
     'init_beta': (_head('beta'), 'the sharpness beta before (or without) the search'),
     'search_scale': (_loop('search_scale'), 'the largest [beta, alpha] of the search grids'),
-    'hp_selection': (_loop('hp_selection'), 'what alpha, beta and the epoch are chosen on '
-                     "('full_val', 'fewshot_val', 'none', 'legacy_test')"),
+    'hp_selection': (_loop('hp_selection'), f'what alpha, beta and the epoch are chosen on {HP_SELECTION}'),
     'max_epochs': (_loop('max_epochs'), 'training epochs (the cosine schedule follows)'),
     'train_from': (_loop('train_from'), "what fine-tuning reads: 'feature_bank' (stored views) or 'image'"),
     'base_classes': (_join(_head('base_classes'), _evaluators('base_classes')),
@@ -114,7 +120,6 @@ def _is_int(v) -> bool:
 
 
 def _is_real(v) -> bool:
-    import math
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -138,10 +143,9 @@ VALID: Dict[str, Tuple[Callable[[Any, Mapping], bool], str]] = {
     'init_beta': (lambda v, cfg: _is_real(v) and v > 0, 'a number > 0'),
     'search_scale': (lambda v, cfg: isinstance(v, (list, tuple)) and len(v) == 2
                      and all(_is_real(x) and x > 0 for x in v), 'two numbers > 0, [beta, alpha]'),
-    'hp_selection': (lambda v, cfg: v in ('full_val', 'fewshot_val', 'none', 'legacy_test'),
-                     "one of ('full_val', 'fewshot_val', 'none', 'legacy_test')"),
+    'hp_selection': (lambda v, cfg: v in HP_SELECTION, f'one of {HP_SELECTION}'),
     'max_epochs': (lambda v, cfg: _is_int(v) and v >= 1, '>= 1 to fine-tune'),
-    'train_from': (lambda v, cfg: v in ('feature_bank', 'image'), "'feature_bank' or 'image'"),
+    'train_from': (lambda v, cfg: v in TRAIN_FROM, f'one of {TRAIN_FROM}'),
     'base_classes': (_valid_base, 'None or a non-empty list of distinct class indices in [0, num_classes)'),
 }
 
@@ -168,7 +172,6 @@ def check_overrides(cfg: Mapping, original: Mapping, runtime_keys) -> None:
             read, so changing one afterwards would change nothing (the message names the places that hold
             its value).
     """
-    import difflib
     known = set(SETTINGS) | set(runtime_keys)
     for key in cfg.keys():
         if key in known:

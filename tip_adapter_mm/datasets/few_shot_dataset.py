@@ -1,4 +1,5 @@
 import json
+from functools import partial
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -177,7 +178,7 @@ class FewShotDataset(BaseDataset):
         if self.skip_unreadable:
             readable = []
             for item in items:
-                (readable if _readable(osp.join(self.data_root, item[0])) else skipped).append(item)
+                (readable if image_ok(osp.join(self.data_root, item[0])) else skipped).append(item)
             items = readable
         self._metainfo['skipped_images'] = [p for p, _ in skipped]
         return [dict(img_path=osp.join(self.data_root, rel), gt_label=label) for rel, label in items]
@@ -208,7 +209,7 @@ def check_readable(dataset, workers: int = 8) -> None:
     from concurrent.futures import ThreadPoolExecutor
     paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
     with ThreadPoolExecutor(workers) as pool:
-        bad = [p for p, ok in zip(paths, pool.map(_header_ok, paths)) if not ok]
+        bad = [p for p, ok in zip(paths, pool.map(partial(image_ok, decode=False), paths)) if not ok]
     if bad:
         more = f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''
         raise RuntimeError(f"cannot read image '{bad[0]}'{more} of the {getattr(dataset, 'split', '?')} split: "
@@ -217,21 +218,13 @@ def check_readable(dataset, workers: int = 8) -> None:
                            'results.json)')
 
 
-def _header_ok(path: str) -> bool:
+def image_ok(path: str, decode: bool = True) -> bool:
+    """Whether PIL can read the image at ``path``: decode it, or (``decode=False``, cheap) check its header
+    and, for PNG, its chunk checksums."""
     from PIL import Image
     try:
         with Image.open(path) as img:
-            img.verify()
+            img.load() if decode else img.verify()
         return True
     except Exception:  # noqa: BLE001
-        return False
-
-
-def _readable(path: str) -> bool:
-    from PIL import Image
-    try:
-        with Image.open(path) as img:
-            img.load()
-        return True
-    except Exception:
         return False

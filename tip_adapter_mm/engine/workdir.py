@@ -1,15 +1,16 @@
 """The work dir of a run: one run at a time, no stale temporaries, no file overwritten that the project did not
 write (unless asked)."""
-import glob
 import json
 import os
 import os.path as osp
-import re
+import sys
 from typing import Dict, Iterable
 
 from filelock import FileLock, Timeout
 
 from ..utils.checkpoint import safe_load
+from ..utils.io import is_temporary
+from .identity import KEY as IDENTITY
 
 #: the mark the project puts in every JSON file it writes
 WRITTEN_BY = 'tip_adapter_mm'
@@ -37,15 +38,16 @@ def lock_work_dir(work_dir: str) -> FileLock:
         raise RuntimeError(f"work dir '{work_dir}' is in use by another run (process {owner}); wait for it, or "
                            'use another --work-dir') from None
     with open(path + '.owner', 'w') as f:
-        f.write(f'{os.getpid()}: {" ".join(__import__("sys").argv)[:300]}')
+        f.write(f'{os.getpid()}: {" ".join(sys.argv)[:300]}')
     return lock
 
 
 def remove_stale_temporaries(work_dir: str) -> int:
     """Remove the temporaries of atomic writes that a killed run left (``.<name>*.tmp``); return how many."""
     removed = 0
-    for path in glob.glob(osp.join(work_dir, '.*.tmp')):
-        if re.match(r'^\..+\.tmp$', osp.basename(path)) and osp.isfile(path):
+    for name in os.listdir(work_dir):
+        path = osp.join(work_dir, name)
+        if is_temporary(name) and osp.isfile(path):
             os.remove(path)
             removed += 1
     return removed
@@ -65,7 +67,7 @@ def written_by_project(path: str) -> bool:
     except Exception:  # noqa: BLE001  (unreadable or refused: not ours)
         return False
     meta = state.get('meta') if isinstance(state, dict) else None
-    return isinstance(meta, dict) and ('run_identity' in meta or WRITTEN_BY in meta)
+    return isinstance(meta, dict) and (IDENTITY in meta or WRITTEN_BY in meta)
 
 
 def check_outputs(work_dir: str, names: Iterable[str], force: bool = False):

@@ -30,7 +30,8 @@ def safe_load(filename: str, map_location: Any = 'cpu', what: str = 'checkpoint'
         filename (str): the file.
         map_location: as for ``torch.load``.
         what (str): what the file is, for the messages ('checkpoint', 'Meta-Adapter weights', ...).
-        mmap (bool): map the tensors instead of reading them (cheap when only the meta is needed).
+        mmap (bool): map the tensors instead of reading them (cheap when only the meta is needed); a file in
+            torch's legacy (non-zip) format, which cannot be mapped, is read whole.
 
     Returns:
         the loaded object (tensors, containers and plain values only).
@@ -48,6 +49,8 @@ def safe_load(filename: str, map_location: Any = 'cpu', what: str = 'checkpoint'
     if osp.getsize(filename) == 0:
         raise CheckpointError(f"{what} '{filename}' is empty (0 bytes): a run was probably killed while "
                               'writing it')
+    if mmap and not zipfile.is_zipfile(filename):
+        mmap = False  # the legacy format cannot be mapped
     try:
         return torch.load(filename, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:

@@ -41,11 +41,14 @@ def image_dataset(dataset):
     return dataset
 
 
-def find_cache_hook(runner) -> 'BuildCacheHook':
+def find_cache_hook(runner, required: bool = True) -> Optional['BuildCacheHook']:
+    """The run's :class:`BuildCacheHook` (None when absent and not ``required``)."""
     for hook in runner.hooks:
         if isinstance(hook, BuildCacheHook):
             return hook
-    raise RuntimeError('this method needs BuildCacheHook in custom_hooks')
+    if required:
+        raise RuntimeError('this method needs BuildCacheHook in custom_hooks')
+    return None
 
 
 @HOOKS.register_module()
@@ -163,11 +166,12 @@ class BuildCacheHook(Hook):
             self._features[split] = (l2_normalize(feats[0]).to(device), labels.to(device))
         return self._features[split]
 
-    def _overrides(self, split: str, runner=None) -> dict:
+    def _overrides(self, split: str, runner) -> dict:
+        """The validation split's ``val_mode`` of the protocol, for the few-shot datasets that take it."""
         if split != 'val' or self.val_mode is None:
             return {}
         from ...datasets.few_shot_dataset import FewShotDataset
-        dataset_cfg = ((runner.cfg.get('val_dataloader') or {}).get('dataset') if runner is not None else None)
+        dataset_cfg = (runner.cfg.get('val_dataloader') or {}).get('dataset')
         dataset_cls = DATASETS.get(dataset_cfg.get('type')) if isinstance(dataset_cfg, dict) else None
         is_fewshot = isinstance(dataset_cls, type) and issubclass(dataset_cls, FewShotDataset)
         return dict(val_mode=self.val_mode) if is_fewshot else {}
@@ -175,9 +179,9 @@ class BuildCacheHook(Hook):
     def _save_split(self, runner, train_dataset):
         if not is_main_process() or not hasattr(train_dataset, 'split_items'):
             return
-        split = dict(written_by=WRITTEN_BY, data_root=train_dataset.data_root, num_shots=getattr(train_dataset, 'num_shots', None),
-                     seed=getattr(train_dataset, 'seed', None), classes=list(train_dataset.metainfo['classes']),
-                     train=train_dataset.split_items())
+        split = dict(written_by=WRITTEN_BY, data_root=train_dataset.data_root,
+                     num_shots=getattr(train_dataset, 'num_shots', None), seed=getattr(train_dataset, 'seed', None),
+                     classes=list(train_dataset.metainfo['classes']), train=train_dataset.split_items())
         val = image_dataset(build_dataset(runner, 'val_dataloader', self._overrides('val', runner)))
         if val is not None and hasattr(val, 'split_items'):
             split['val'] = val.split_items()

@@ -6,10 +6,10 @@ from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
 from ...functional import topk_accuracy
+from ...protocol import EPOCH_RULES, epoch_rule_label
 from ..features import unwrap
 from ..record import update_record
 
-RULES = ('best_val', 'last', 'legacy_test')
 
 
 @HOOKS.register_module()
@@ -36,8 +36,8 @@ class EpochSelectionHook(Hook):
     priority = 'ABOVE_NORMAL'  # before CheckpointHook, so the saved state includes this epoch
 
     def __init__(self, rule: str = 'best_val'):
-        if rule not in RULES:
-            raise ValueError(f'epoch selection rule must be one of {RULES}, got {rule!r}')
+        if rule not in EPOCH_RULES:
+            raise ValueError(f'epoch selection rule must be one of {tuple(EPOCH_RULES)}, got {rule!r}')
         self.rule = rule
         self.history: List[float] = []
         self.best_epoch: Optional[int] = None
@@ -48,11 +48,11 @@ class EpochSelectionHook(Hook):
 
     @property
     def split(self) -> str:
-        return 'test' if self.rule == 'legacy_test' else 'val'
+        return EPOCH_RULES[self.rule]
 
     @property
     def selection_split(self) -> str:
-        return 'test (legacy)' if self.rule == 'legacy_test' else 'val'
+        return epoch_rule_label(self.rule)
 
     def after_train_epoch(self, runner):
         head = unwrap(runner.model).head

@@ -11,7 +11,7 @@ from ...utils import atomic_json_dump
 from ..features import unwrap
 from ..record import KEY, get_record, update_record
 from ..workdir import WRITTEN_BY
-from .build_cache_hook import image_dataset
+from .build_cache_hook import find_cache_hook, image_dataset
 
 #: record fields that a checkpoint carries from the run that made it
 _FROM_CHECKPOINT = ('selection_split', 'val_top1', 'val_size', 'cache_size', 'augment_epochs', 'search_scale',
@@ -96,7 +96,7 @@ class ResultsHook(Hook):
             test_top1=_metric(metrics, 'accuracy/top1'), test_top5=_metric(metrics, 'accuracy/top5'),
             test_size=len(runner.test_dataloader.dataset), timings=timings)
         skipped = {}
-        cache_hook = next((h for h in runner.hooks if hasattr(h, 'train_images')), None)
+        cache_hook = find_cache_hook(runner, required=False)
         for split, dataset in (('train', getattr(cache_hook, 'train_images', None)),
                                ('test', image_dataset(runner.test_dataloader.dataset))):
             if dataset is not None and hasattr(dataset, 'metainfo'):

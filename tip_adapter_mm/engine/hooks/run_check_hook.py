@@ -8,13 +8,13 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmpretrain.registry import HOOKS
 
 from ...settings import check_consistency
+from ...utils.checkpoint import message_hub_from_plain, message_hub_to_plain, safe_load
 from ..identity import KEY as IDENTITY
 from ..identity import check_identity, run_identity
 from ..workdir import check_outputs, lock_work_dir, remove_stale_temporaries
 
 #: the files a run writes into its work dir (besides epoch_N.pth)
 OUTPUTS = ('results.json', 'results_test.json', 'fewshot_split.json', 'final.pth', 'epoch_1.pth')
-from ...utils.checkpoint import message_hub_from_plain, message_hub_to_plain, safe_load
 
 
 @HOOKS.register_module()

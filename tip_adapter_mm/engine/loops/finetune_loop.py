@@ -7,14 +7,12 @@ from mmpretrain.registry import LOOPS
 from ...compat import ATOMIC_BACKEND_ARGS, cached_checkpoint_meta
 from ...functional import tip_search_grids
 from ...protocol import get_protocol
+from ...settings import TRAIN_FROM
 from ..features import unwrap
 from ..hooks.build_cache_hook import find_cache_hook
 from ..hooks.epoch_selection_hook import EpochSelectionHook
 from ..record import timed, update_record
 from ..selection import select_alpha_beta
-
-
-TRAIN_FROM = ('feature_bank', 'image')
 
 
 def check_finetune_settings(max_epochs, batch_size: int, drop_last: bool, num_images: int):

@@ -8,6 +8,7 @@ import os.path as osp
 
 from mmengine.registry import init_default_scope
 
+from ...protocol import get_protocol
 from ...utils.checkpoint import CheckpointError, safe_load
 from ..identity import KEY as IDENTITY
 from ..identity import check_identity
@@ -21,7 +22,7 @@ def check_checkpoint(path: str, head_cfg: dict, cfg=None):
     the file.
     """
     from mmpretrain.registry import MODELS
-    state = safe_load(path, 'cpu')
+    state = safe_load(path, 'cpu', mmap=True)  # only the head's tensors are read
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(state).__name__}, not a state dict")
     if cfg is not None:
@@ -89,17 +90,14 @@ def preflight(cfg) -> dict:
                 f"{head['num_classes']} x {head.get('num_shots')} = {size} cache entries: set "
                 'model.head.num_shots and train_dataloader.dataset.num_shots to the same K')
     train_cfg = cfg.get('train_cfg') or {}
+    if train_cfg.get('type') in ('FinetuneLoop', 'TrainingFreeLoop'):
+        get_protocol(train_cfg.get('hp_selection', 'full_val'))
     if train_cfg.get('type') == 'FinetuneLoop' and train is not None:
         from ..loops.finetune_loop import check_finetune_settings, training_loader
-        from ...protocol import get_protocol
-        get_protocol(train_cfg.get('hp_selection', 'full_val'))
-        training_loader(cfg.train_dataloader, train_cfg.get('train_from', 'feature_bank'))
+        training_loader(cfg.train_dataloader, train_cfg.get('train_from', 'feature_bank'))  # a valid data path
         loader = cfg.train_dataloader
         check_finetune_settings(train_cfg.get('max_epochs'), loader.get('batch_size', 1),
                                 loader.get('drop_last', False), len(train))
-    elif train_cfg.get('type') == 'TrainingFreeLoop':
-        from ...protocol import get_protocol
-        get_protocol(train_cfg.get('hp_selection', 'full_val'))
     if cfg.get('load_from') and head.get('num_classes') is not None:
         check_checkpoint(cfg.load_from, head, cfg)
     return datasets
