@@ -5,6 +5,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,8 +54,13 @@ def test_safe_load_refuses_code_and_names_file_and_global(evil):
     assert not marker.exists()
 
 
+_RANDOM = [np.random.default_rng(seed).bytes(size) for seed in range(40) for size in (7, 256)]
+_RANDOM += [b'\x80\x02' + np.random.default_rng(seed).bytes(64) for seed in range(40)]  # pickle-like
+
+
 @pytest.mark.parametrize('content, needle', [(b'', 'is empty'), (b'\x80\x02garbage', 'not a'),
-                                             (os.urandom(256), 'not a')])
+                                             (b'\x80\x02q\x00', 'not a')] + [(c, 'not a') for c in _RANDOM],
+                         ids=lambda v: f'{len(v)}B' if isinstance(v, bytes) else None)
 def test_safe_load_names_the_file_of_broken_files(tmp_path, content, needle):
     path = tmp_path / 'broken.pth'
     path.write_bytes(content)

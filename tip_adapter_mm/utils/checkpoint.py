@@ -65,7 +65,8 @@ def safe_load(filename: str, map_location: Any = 'cpu', what: str = 'checkpoint'
                 'state dict (or safetensors) on a machine where you trust it.') from None
         raise CheckpointError(f"cannot read {what} '{filename}': it is not a valid torch file "
                               f'({_first_line(text)})') from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - damaged bytes make the safe unpickler raise any type
+        # (EOFError, IndexError, struct.error, ...); nothing was executed, the file is simply unreadable.
         raise CheckpointError(f"cannot read {what} '{filename}': it is truncated or not a torch file "
                               f'({type(e).__name__}: {_first_line(str(e))})') from None
 
