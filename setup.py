@@ -28,5 +28,6 @@ setup(
     extras_require={'tests': ['pytest']},
     entry_points={'console_scripts': ['tip-adapter-sweep=tip_adapter_mm.sweep.cli:main',
                                       'tip-adapter-train=tip_adapter_mm.cli.train:main',
-                                      'tip-adapter-test=tip_adapter_mm.cli.test:main']},
+                                      'tip-adapter-test=tip_adapter_mm.cli.test:main',
+                                      'tip-adapter-extract=tip_adapter_mm.cli.extract_features:main']},
 )

@@ -6,10 +6,21 @@ import subprocess
 import sys
 import time
 
+import shutil
+import tempfile
+
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
+#: the feature store of the test session's runs (never the user's data/features)
+STORE_ROOT = osp.join(tempfile.gettempdir(), f'tip-adapter-mm-tests-{os.getpid()}', 'features')
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _session_feature_store():
+    yield STORE_ROOT
+    shutil.rmtree(osp.dirname(STORE_ROOT), ignore_errors=True)
 
 
 @pytest.fixture(scope='session')
@@ -22,7 +33,8 @@ def demo_assets():
 def demo_options(assets, **overrides):
     """--cfg-options that point a digits config at the demo assets."""
     digits, ckpt = assets
-    options = {'model.backbone.pretrained': ckpt, 'experiment_name': f'test-{time.time_ns()}'}
+    options = {'model.backbone.pretrained': ckpt, 'experiment_name': f'test-{time.time_ns()}',
+               'feature_store.root': STORE_ROOT}
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         options[f'{key}.dataset.data_root'] = digits
     options.update(overrides)

@@ -59,7 +59,7 @@ def test_transfer_to_another_dataset_without_gradient_steps(meta_run, demo_asset
     target = tmp_path / 'digits4'
     for split in ('train', 'val', 'test'):
         for cls in '0123':
-            shutil.copytree(osp.join(digits, split, cls), target / split / f'class_{cls}')
+            shutil.copytree(osp.join(digits, split, cls), target / split / cls)
     options = demo_options(demo_assets, **{
         'num_classes': 4, 'dataset_name': 'digits4', 'base_classes': None,
         'test_evaluator.base_classes': None, 'val_evaluator.base_classes': None,
@@ -88,8 +88,9 @@ def test_transfer_to_another_dataset_without_gradient_steps(meta_run, demo_asset
     for key in ('q_proj.weight', 'k_proj.weight', 'alpha_proj.weight', 'alpha_proj.bias'):
         assert torch.equal(head.state_dict()[key], trained['head.' + key]), key  # applied as trained
     assert head.support.shape == (4, 16, 64) and bool(head.cache_ready)  # its own 16-shot supports
-    # built from the target's train split: its 4 classes are copies of digits 0-3, sampled with the same
-    # seed, so the supports equal the source's supports of those digits
+    # built from the target's train split: its 4 classes are copies of digits 0-3 at the same paths under
+    # the data root, sampled with the same seed, so (views are a function of seed, view and image) the
+    # supports equal the source's supports of those digits
     assert torch.allclose(head.support, trained['head.support'][:4], atol=1e-6)
 
 

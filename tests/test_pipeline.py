@@ -83,7 +83,7 @@ def test_cache_is_normalised_mean_of_views_in_split_order(tip_run, demo_assets):
     model = MODELS.build(cfg.model)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     assert [p for p, _ in dataset.split_items()] == [p for p, _ in split['train']]
-    views, view_labels = extract_features(model, dataset, num_views=10, seed=1, batch_size=64)
+    views, view_labels, _ = extract_features(model, dataset, num_views=10, seed=1, batch_size=64)
     assert torch.equal(view_labels, labels)
     assert torch.allclose(cache_keys_from_views(views), keys, atol=1e-5)
     # raw features are averaged before normalising, not the normalised ones
@@ -106,11 +106,11 @@ def test_views_differ_and_do_not_depend_on_workers(demo_assets):
     cfg.train_dataloader.dataset.num_shots = 2
     model = MODELS.build(cfg.model)
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
-    a, _ = extract_features(model, dataset, num_views=3, seed=5, batch_size=7, num_workers=0)
-    b, _ = extract_features(model, dataset, num_views=3, seed=5, batch_size=4, num_workers=2)
+    a, _, _ = extract_features(model, dataset, num_views=3, seed=5, batch_size=7, num_workers=0)
+    b, _, _ = extract_features(model, dataset, num_views=3, seed=5, batch_size=4, num_workers=2)
     assert torch.allclose(a, b, atol=1e-6)
     assert (a[1] - a[0]).abs().amax(dim=1).min() > 1e-4  # every image's views differ
-    c, _ = extract_features(model, dataset, num_views=3, seed=6, batch_size=7)
+    c, _, _ = extract_features(model, dataset, num_views=3, seed=6, batch_size=7)
     assert not torch.allclose(a, c)
 
 

@@ -39,6 +39,15 @@ def _set_dataloader_defaults(cfg: Config, args, fields, defaults: dict):
             loader['persistent_workers'] = False
 
 
+def _apply_project_flags(cfg: Config, args) -> Config:
+    """The project's own flags: ``--force`` and ``--no-feature-store``."""
+    if getattr(args, 'force', False):
+        cfg.force_overwrite = True
+    if getattr(args, 'no_feature_store', False) and cfg.get('feature_store') is not None:
+        cfg.feature_store = dict(cfg.feature_store, enabled=False)
+    return cfg
+
+
 def merge_train_args(cfg: Config, args) -> Config:
     """Map tools/train.py's arguments onto the config, exactly as mmpretrain's tools/train.py does."""
     if args.no_validate:
@@ -61,9 +70,7 @@ def merge_train_args(cfg: Config, args) -> Config:
                              dict(pin_memory=True, persistent_workers=True, collate_fn=dict(type='default_collate')))
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    if getattr(args, 'force', False):
-        cfg.force_overwrite = True
-    return cfg
+    return _apply_project_flags(cfg, args)
 
 
 def merge_test_args(cfg: Config, args) -> Config:
@@ -76,9 +83,7 @@ def merge_test_args(cfg: Config, args) -> Config:
                              dict(pin_memory=True, collate_fn=dict(type='default_collate')))
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    if getattr(args, 'force', False):
-        cfg.force_overwrite = True
-    return cfg
+    return _apply_project_flags(cfg, args)
 
 
 def build_runner(cfg: Config):
@@ -113,6 +118,9 @@ def parse_train_args(argv=None):
                         help='override config settings, key=value pairs, e.g. num_shots=8 fewshot_seed=2')
     parser.add_argument('--force', action='store_true',
                         help='overwrite files in the work dir that this project did not write')
+    parser.add_argument('--no-feature-store', action='store_true',
+                        help='encode every image in this run, reading and writing no stored features '
+                        '(sets feature_store.enabled=False; results are the same)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -147,6 +155,9 @@ def parse_test_args(argv=None):
     parser.add_argument('--force', action='store_true',
                         help='overwrite files in the work dir that this project did not write')
     parser.add_argument('--no-pin-memory', action='store_true', help='disable pin_memory in dataloaders')
+    parser.add_argument('--no-feature-store', action='store_true',
+                        help='encode every image in this run, reading and writing no stored features '
+                        '(sets feature_store.enabled=False; results are the same)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)

@@ -25,6 +25,11 @@ env_cfg = dict(
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 
+# every image (and augmented view) is encoded once per backbone and pipeline and kept here for all later runs
+# (README: "Feature store"); mode 'content' keys images by a sha256 of their bytes instead of path, size and
+# mtime; enabled=False (tools' --no-feature-store) reads and writes nothing, with the same results
+feature_store = dict(root='data/features', mode='stat', enabled=True)
+
 log_level = 'INFO'
 load_from = None
 resume = False

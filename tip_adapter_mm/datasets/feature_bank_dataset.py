@@ -9,10 +9,11 @@ from .train_items import TrainItems
 
 @DATASETS.register_module()
 class FeatureBankDataset(TrainItems):
-    """The few-shot train split as stored CLIP features: each item is one augmented view of an image.
+    """A split as stored CLIP features: each item is one (augmented) view of an image.
 
-    The views are the ones encoded once while building the cache (``augment_epochs`` per image, raw
-    features), filled in by :class:`~tip_adapter_mm.engine.BuildCacheHook` before training. Each time an
+    For fine-tuning, the views are the ones encoded once while building the cache (``augment_epochs`` per
+    image, raw features), filled in by :class:`~tip_adapter_mm.engine.BuildCacheHook` before training;
+    :class:`~tip_adapter_mm.engine.FeatureTestLoop` fills one view per test image. Each time an
     image is drawn, one of its stored views is picked, seeded by (seed, epoch, index), so the choice does
     not depend on the number of processes and a resumed run draws the same views as an uninterrupted one.
     Training from it needs no CLIP forward pass.
@@ -42,4 +43,8 @@ class FeatureBankDataset(TrainItems):
                                '(is it in custom_hooks?)')
         view = self.item_seed(idx) % self.features.shape[0]
         item = self.indices[idx]
-        return dict(inputs=self.features[view, item], data_samples=DataSample().set_gt_label(self.labels[item]))
+        sample = DataSample().set_gt_label(self.labels[item])
+        path = self.dataset.get_data_info(item).get('img_path')
+        if path is not None:
+            sample.set_metainfo(dict(img_path=path, sample_idx=item))
+        return dict(inputs=self.features[view, item], data_samples=sample)

@@ -81,6 +81,7 @@ class CLIPBackbone(BaseModule):
         import open_clip
         self.model_name = resolve_model_name(model_name, pretrained)
         self.pretrained = pretrained
+        self.precision = precision
         if pretrained and _is_local_file(pretrained) and not osp.isfile(pretrained):
             raise FileNotFoundError(f"CLIP checkpoint file '{pretrained}' (model.backbone.pretrained) does "
                                     'not exist')

@@ -6,7 +6,7 @@ max_epochs = 5  # the cosine schedule ends with the loop
 train_from = 'feature_bank'  # or 'image': the base-class query images re-encoded at every step
 train_cfg = dict(type='FinetuneLoop', max_epochs=max_epochs, train_from=train_from, search=False)
 val_cfg = dict()
-test_cfg = dict()
+test_cfg = dict(type='FeatureTestLoop')  # on the test split's features (feature store)
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-4, eps=1e-4, weight_decay=0.01, betas=(0.9, 0.999)))
 # no end / T_max: mmengine ends the schedule with the loop's max_epochs

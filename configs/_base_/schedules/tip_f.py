@@ -7,7 +7,7 @@ train_from = 'feature_bank'  # or 'image': re-encode augmented images with CLIP 
 train_cfg = dict(type='FinetuneLoop', max_epochs=max_epochs, train_from=train_from, search=True,
                  search_step=[200, 20])
 val_cfg = dict()
-test_cfg = dict()
+test_cfg = dict(type='FeatureTestLoop')  # on the test split's features (feature store)
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-3, eps=1e-4, weight_decay=0.01, betas=(0.9, 0.999)))
 # no end / T_max: mmengine ends the schedule with the loop's max_epochs

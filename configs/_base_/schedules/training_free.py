@@ -2,7 +2,7 @@
 # (tip_adapter_mm.protocol), save, test. The method config adds the dataset's search_scale and hp_selection.
 train_cfg = dict(type='TrainingFreeLoop', search=True, search_step=[200, 20])
 val_cfg = dict()
-test_cfg = dict()
+test_cfg = dict(type='FeatureTestLoop')  # on the test split's features (feature store)
 # the runner requires an optimizer; nothing is trained
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.))
 # nothing requires a gradient, so plain DDP refuses the model; this wrapper skips frozen children

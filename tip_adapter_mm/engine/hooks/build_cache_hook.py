@@ -10,7 +10,7 @@ from mmpretrain.registry import DATASETS, HOOKS
 
 from ...functional import cache_keys_from_views, l2_normalize
 from ...utils import atomic_json_dump
-from ..features import extract_features, unwrap
+from ..features import encode_dataset, unwrap
 from ..record import timed, update_record
 from ..workdir import WRITTEN_BY
 
@@ -32,6 +32,43 @@ def build_dataset(runner, loader_key: str, overrides: Optional[dict] = None):
     dataset = copy.deepcopy(dataset)
     dataset.update(overrides or {})
     return DATASETS.build(dataset)
+
+
+def image_dataset_cfg(dataset_cfg):
+    """The config of the image dataset inside dataset wrappers (e.g. ``FeatureBankDataset``)."""
+    while isinstance(dataset_cfg, dict) and isinstance(dataset_cfg.get('dataset'), dict):
+        dataset_cfg = dataset_cfg['dataset']
+    return dataset_cfg
+
+
+def split_overrides(cfg, split: str, val_mode: Optional[str]) -> dict:
+    """The dataset arguments a split is read with: the protocol's ``val_mode`` for a few-shot validation
+    split (:mod:`tip_adapter_mm.protocol`), nothing otherwise."""
+    if split != 'val' or val_mode is None:
+        return {}
+    from ...datasets.few_shot_dataset import FewShotDataset
+    dataset_cfg = (cfg.get('val_dataloader') or {}).get('dataset')
+    dataset_cls = DATASETS.get(dataset_cfg.get('type')) if isinstance(dataset_cfg, dict) else None
+    is_fewshot = isinstance(dataset_cls, type) and issubclass(dataset_cls, FewShotDataset)
+    return dict(val_mode=val_mode) if is_fewshot else {}
+
+
+def split_features(runner, split: str, overrides: Optional[dict] = None
+                   ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """Raw features [1, N, D] (CPU) and labels of the run's 'val' or 'test' split, from the feature store
+    where it holds them (None if the split is absent or empty).
+
+    Args:
+        runner: the runner.
+        split (str): 'val' or 'test'.
+        overrides (dict, optional): keyword arguments replacing those of the dataset config.
+    """
+    key = f'{split}_dataloader'
+    dataset = build_dataset(runner, key, overrides)
+    if dataset is None or len(dataset) == 0:
+        return None
+    with timed(runner, f'{split}_features'):
+        return encode_dataset(runner, dataset, image_dataset_cfg(runner.cfg[key]['dataset']), key, desc=split)
 
 
 def image_dataset(dataset):
@@ -114,9 +151,10 @@ class BuildCacheHook(Hook):
     def _encode_views(self, runner, dataset):
         seed = self.seed if self.seed is not None else getattr(dataset, 'seed', runner.seed)
         with timed(runner, 'cache'):
-            return extract_features(runner.model, dataset, num_views=self.augment_epochs, seed=seed,
-                                    batch_size=self._loader_arg(runner, 'batch_size', 64),
-                                    num_workers=self._loader_arg(runner, 'num_workers', 0), desc='cache')
+            return encode_dataset(runner, dataset, image_dataset_cfg(runner.cfg.train_dataloader.dataset),
+                                  'train_dataloader', num_views=self.augment_epochs, seed=seed, desc='cache',
+                                  batch_size=self._loader_arg(runner, 'batch_size', 64),
+                                  num_workers=self._loader_arg(runner, 'num_workers', 0))
 
     def build(self, runner):
         model = unwrap(runner.model)
@@ -151,30 +189,21 @@ class BuildCacheHook(Hook):
 
     def features(self, runner, split: str) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
         """Normalised features and labels of the 'val' or 'test' split, encoded once (None if absent)."""
+        raw = self.raw_features(runner, split)
+        if raw is None:
+            return None
+        device = unwrap(runner.model).head.clip_weights.device
+        return l2_normalize(raw[0][0]).to(device), raw[1].to(device)
+
+    def raw_features(self, runner, split: str) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """Raw features [1, N, D] (CPU) and labels of the 'val' or 'test' split, encoded or read from the
+        feature store once per run (None if the split is absent or empty)."""
         if split not in self._features:
-            key = f'{split}_dataloader'
-            dataset = build_dataset(runner, key, self._overrides(split, runner))
-            if dataset is None or len(dataset) == 0:
-                return None
-            loader_cfg = runner.cfg.get(key)
-            with timed(runner, f'{split}_features'):
-                feats, labels = extract_features(runner.model, dataset,
-                                                 batch_size=loader_cfg.get('batch_size', 64),
-                                                 num_workers=loader_cfg.get('num_workers', 0),
-                                                 desc=split)
-            device = unwrap(runner.model).head.clip_weights.device
-            self._features[split] = (l2_normalize(feats[0]).to(device), labels.to(device))
+            self._features[split] = split_features(runner, split, self._overrides(split, runner))
         return self._features[split]
 
     def _overrides(self, split: str, runner) -> dict:
-        """The validation split's ``val_mode`` of the protocol, for the few-shot datasets that take it."""
-        if split != 'val' or self.val_mode is None:
-            return {}
-        from ...datasets.few_shot_dataset import FewShotDataset
-        dataset_cfg = (runner.cfg.get('val_dataloader') or {}).get('dataset')
-        dataset_cls = DATASETS.get(dataset_cfg.get('type')) if isinstance(dataset_cfg, dict) else None
-        is_fewshot = isinstance(dataset_cls, type) and issubclass(dataset_cls, FewShotDataset)
-        return dict(val_mode=self.val_mode) if is_fewshot else {}
+        return split_overrides(runner.cfg, split, self.val_mode)
 
     def _save_split(self, runner, train_dataset):
         if not is_main_process() or not hasattr(train_dataset, 'split_items'):

@@ -17,7 +17,7 @@ RUNTIME_KEYS = (set(inspect.signature(Runner.__init__).parameters) - {'self'}) |
     'launcher', 'runner_type', 'custom_imports', 'default_scope', 'model_wrapper_cfg', 'find_unused_parameters',
     'gpu_ids', 'dist_params', 'tta_model', 'tta_pipeline', 'method', 'dataset_name', 'work_dir',
     'log_processor', 'visualizer', 'vis_backends', 'auto_scale_lr', 'filename', 'compile', 'strategy',
-    'force_overwrite'}
+    'force_overwrite', 'feature_store'}
 
 
 def resolve_config(cfg):

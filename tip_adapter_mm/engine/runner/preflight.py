@@ -54,7 +54,9 @@ def preflight(cfg) -> dict:
     from mmpretrain.registry import DATASETS
 
     from ...models.clip_backbone import _is_local_file, resolve_model_name
+    from ..features import check_store_cfg
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    check_store_cfg(cfg.get('feature_store'))
     model = cfg.get('model', {})
     backbone, head = model.get('backbone', {}), model.get('head', {})
     if backbone.get('type') == 'CLIPBackbone':
