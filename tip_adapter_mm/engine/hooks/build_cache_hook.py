@@ -99,8 +99,10 @@ class BuildCacheHook(Hook):
     is the same on any number of processes. A filled cache (loaded or resumed checkpoint) is kept.
 
     The per-view features are kept and fill a :class:`~tip_adapter_mm.datasets.FeatureBankDataset` train
-    split, so fine-tuning needs no CLIP forward pass. Validation (and test) features are encoded once on
-    demand (:meth:`features`) for the alpha/beta search and the epoch selection. The sampled image lists are
+    split, so fine-tuning needs no CLIP forward pass. Validation (and test) features are obtained once per
+    run on demand (:meth:`features`) for the alpha/beta search, the epoch selection and the test loop. All of
+    them come from the feature store (``cfg.feature_store``) where it holds them: only missing image views
+    are encoded (:func:`~tip_adapter_mm.engine.features.encode_dataset`). The sampled image lists are
     written to ``<work_dir>/fewshot_split.json``.
 
     Args:
