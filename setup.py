@@ -7,7 +7,7 @@ setup(
     long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['tip_adapter_mm', 'tip_adapter_mm.*']),
-    package_data={'tip_adapter_mm.demo': ['*.json']},
+    package_data={'tip_adapter_mm.demo': ['*.json'], 'tip_adapter_mm.datasets': ['data/*.json']},
     python_requires='>=3.9',
     install_requires=[
         # a matching pair, chosen by pip: torchvision pins its torch exactly. Never pin torch==2.13.0 alone:

@@ -1,10 +1,10 @@
 # Meta-Adapter, CLIP RN50, EuroSAT, 16 shots, cross-category: meta-trained on the base classes. The
-# default split takes the first 7 class indices as base (the official base count); for the
-# official rule (zero-shot accuracy on the training supports) use tools/rank_classes.py.
+# base/novel split is Meta-Adapter's published one (its official code's lists, shipped in
+# tip_adapter_mm/datasets/data/meta_adapter_base_novel.json with their source).
 _base_ = ['./_base_/models/clip_rn50.py', './_base_/datasets/eurosat_fewshot.py',
           './_base_/schedules/meta_adapter.py', './_base_/default_runtime.py']
 method = 'Meta-Adapter'
-base_classes = list(range(7))
+base_classes = 'meta_adapter/eurosat'  # the published split (tip_adapter_mm/datasets/data/)
 # the dataset's settings (top-level keys of its _base_ file) where the head, the loop and the metrics read them
 model = dict(head=dict(type='MetaAdapterHead', num_classes={{_base_.num_classes}}, num_shots={{_base_.num_shots}},
                        base_classes=base_classes, loss_classes='all'))

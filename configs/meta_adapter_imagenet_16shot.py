@@ -3,8 +3,8 @@
 # selection split, report base, novel and all-class test accuracy (every image classified among all
 # classes). Official recipe (_base_/schedules/meta_adapter.py): AdamW lr 1e-4, eps 1e-4, wd 0.01, cosine per
 # iteration, batch 64, 5 epochs, cross-entropy over all classes (loss_classes='base': base classes only).
-# base_classes: the default takes the first 700 class indices (the official base count); for the official
-# rule (zero-shot accuracy on the training supports only) use tools/rank_classes.py.
+# base_classes: Meta-Adapter's published base/novel split of the dataset (its official code's lists,
+# shipped in tip_adapter_mm/datasets/data/meta_adapter_base_novel.json with their source).
 _base_ = [
     './_base_/models/clip_rn50.py',
     './_base_/datasets/imagenet_fewshot.py',
@@ -12,7 +12,7 @@ _base_ = [
     './_base_/default_runtime.py',
 ]
 method = 'Meta-Adapter'
-base_classes = list(range(700))
+base_classes = 'meta_adapter/imagenet'  # the published split (tip_adapter_mm/datasets/data/)
 # the dataset's settings (top-level keys of its _base_ file) where the head, the loop and the metrics read them
 model = dict(head=dict(type='MetaAdapterHead', num_classes={{_base_.num_classes}}, num_shots={{_base_.num_shots}},
                        base_classes=base_classes, loss_classes='all'))

@@ -1,6 +1,6 @@
 # Meta-Adapter, CLIP RN50, StanfordCars, 16 shots, cross-category: meta-trained on the base classes. The
-# default split takes the first 137 class indices as base (the official base count); for the
-# official rule (zero-shot accuracy on the training supports) use tools/rank_classes.py.
+# split takes the first 137 class indices as base: Meta-Adapter publishes no split for this dataset; rank
+# the classes by its rule (zero-shot accuracy on the training supports) with tools/rank_classes.py.
 _base_ = ['./_base_/models/clip_rn50.py', './_base_/datasets/stanford_cars_fewshot.py',
           './_base_/schedules/meta_adapter.py', './_base_/default_runtime.py']
 method = 'Meta-Adapter'

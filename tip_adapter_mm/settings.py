@@ -126,10 +126,15 @@ def _is_real(v) -> bool:
 def _valid_base(v, cfg) -> bool:
     if v is None:  # no base/novel split
         return True
-    if not isinstance(v, (list, tuple)) or not v or not all(_is_int(c) for c in v) or len(set(v)) != len(v):
+    from .datasets.base_novel import resolve_classes, spec_values
+    try:
+        values = spec_values(v)
+        if all(_is_int(x) for x in values):
+            c = cfg.get('num_classes') if hasattr(cfg, 'get') else None
+            resolve_classes(values, c if _is_int(c) else None)
+    except (ValueError, KeyError, TypeError):
         return False
-    c = cfg.get('num_classes') if hasattr(cfg, 'get') else None
-    return all(0 <= x < c for x in v) if _is_int(c) else all(x >= 0 for x in v)
+    return True
 
 
 #: top-level key -> (test of a value given the config, what is expected)
@@ -146,7 +151,8 @@ VALID: Dict[str, Tuple[Callable[[Any, Mapping], bool], str]] = {
     'hp_selection': (lambda v, cfg: v in HP_SELECTION, f'one of {HP_SELECTION}'),
     'max_epochs': (lambda v, cfg: _is_int(v) and v >= 1, '>= 1 to fine-tune'),
     'train_from': (lambda v, cfg: v in TRAIN_FROM, f'one of {TRAIN_FROM}'),
-    'base_classes': (_valid_base, 'None or a non-empty list of distinct class indices in [0, num_classes)'),
+    'base_classes': (_valid_base, "None, a non-empty list of distinct class indices in [0, num_classes) or of "
+                     "class names, or 'meta_adapter/<dataset>' (the published split)"),
 }
 
 

@@ -3,13 +3,16 @@ from typing import List, Optional, Sequence
 from mmpretrain.registry import DATASETS
 
 from ..utils.rng import mix64
+from .base_novel import resolve_classes
 
 
-def class_indices(dataset, classes: Optional[Sequence[int]]) -> List[int]:
-    """Indices of the items of ``dataset`` whose label is in ``classes`` (all items when None)."""
+def class_indices(dataset, classes) -> List[int]:
+    """Indices of the items of ``dataset`` whose label is in ``classes`` (a class spec of
+    :mod:`~tip_adapter_mm.datasets.base_novel`; all items when None)."""
     if classes is None:
         return list(range(len(dataset)))
-    keep = {int(c) for c in classes}
+    names = dataset.metainfo.get('classes')
+    keep = set(resolve_classes(classes, len(names) if names else None, names))
     found = [i for i in range(len(dataset)) if int(dataset.get_data_info(i)['gt_label']) in keep]
     if not found:
         raise ValueError(f'no training image belongs to the classes {sorted(keep)}')
@@ -24,7 +27,7 @@ class TrainItems:
     Args:
         dataset (dict): config of the image dataset (the few-shot train split).
         seed (int, optional): seed; defaults to the image dataset's few-shot seed.
-        classes (list[int], optional): keep the images of these classes only.
+        classes (optional): keep the images of these classes only (indices, names or 'meta_adapter/<dataset>').
     """
 
     def __init__(self, dataset: dict, seed: Optional[int] = None, classes: Optional[Sequence[int]] = None):

@@ -4,6 +4,8 @@ import torch
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
+from ..datasets.base_novel import resolve_classes, spec_values
+
 
 @METRICS.register_module()
 class BaseNovelAccuracy(BaseMetric):
@@ -13,7 +15,8 @@ class BaseNovelAccuracy(BaseMetric):
     ``novel/top1`` are the accuracies on the images whose true class is a base or a novel class.
 
     Args:
-        base_classes (list[int], optional): the base classes; without them only the overall accuracy is
+        base_classes (list[int] | list[str] | str, optional): the base classes, a class spec (indices, names or
+            'meta_adapter/<dataset>', :mod:`tip_adapter_mm.datasets.base_novel`); without them only the overall accuracy is
             reported (e.g. a transfer to another dataset, whose classes are all new).
         topk (sequence of int): overall top-k accuracies. Defaults to (1, 5).
         restrict_to_subset (bool): predict among the classes the test set has only
@@ -29,7 +32,8 @@ class BaseNovelAccuracy(BaseMetric):
                  restrict_to_subset: bool = False, collect_device: str = 'cpu', prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.restrict_to_subset = restrict_to_subset
-        self.base_classes = None if base_classes is None else sorted({int(c) for c in base_classes})
+        self.base_classes = base_classes  # a class spec (tip_adapter_mm.datasets.base_novel)
+        spec_values(base_classes)  # a malformed spec fails here
         self.topk = tuple(topk)
 
     def process(self, data_batch, data_samples: Sequence[dict]):
@@ -49,7 +53,9 @@ class BaseNovelAccuracy(BaseMetric):
         hits = top == labels.view(-1, 1)
         metrics = {f'accuracy/top{k}': 100. * hits[:, :k].any(1).float().mean().item() for k in self.topk}
         if self.base_classes is not None:
-            is_base = torch.isin(labels, torch.tensor(self.base_classes))
+            base = resolve_classes(self.base_classes, classnames=(self.dataset_meta or {}).get('classes'),
+                                   what='the evaluator\'s base_classes')
+            is_base = torch.isin(labels, torch.tensor(base))
             for name, mask in (('base', is_base), ('novel', ~is_base)):
                 if bool(mask.any()):
                     metrics[f'{name}/top1'] = 100. * hits[mask, 0].float().mean().item()

@@ -6,6 +6,7 @@ from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
 
 from ..functional import l2_normalize, meta_adapter_logits, meta_adapter_weights
+from ..datasets.base_novel import needs_names, resolve_classes
 
 #: the adapter parameters, named as in the official ``MetaAdapter`` state dict
 ADAPTER_KEYS = ('q_proj.weight', 'k_proj.weight', 'alpha_proj.weight', 'alpha_proj.bias')
@@ -52,8 +53,11 @@ class MetaAdapterHead(ClsHead):
         num_heads (int): attention heads. Defaults to 1, the official (and only working) setting; more heads
             split q, k and the tokens into D / H chunks (not in the official code).
         logit_scale (float): Defaults to 100 as in the official code.
-        base_classes (list[int], optional): the base classes of a base/novel protocol (stored as the
-            ``base_mask`` buffer; training queries come from these classes only).
+        base_classes (list[int] | list[str] | str, optional): the base classes of a base/novel protocol, as a
+            class spec (:mod:`tip_adapter_mm.datasets.base_novel`): indices, class names, or
+            ``'meta_adapter/<dataset>'`` for the published split. Stored as the ``base_mask`` buffer (names are
+            matched when the dataset's class names are known: :meth:`set_class_names`); training queries come
+            from these classes only.
         loss_classes (str): 'all' (official: the softmax runs over every class, novel ones as distractors)
             or 'base' (the softmax runs over the base classes only).
         **kwargs: passed to :class:`mmpretrain.models.heads.ClsHead` (``loss``, ``topk``, ``init_cfg``, ...).
@@ -65,7 +69,7 @@ class MetaAdapterHead(ClsHead):
                  num_shots: int = 16,
                  num_heads: int = 1,
                  logit_scale: float = 100.,
-                 base_classes: Optional[Sequence[int]] = None,
+                 base_classes=None,
                  loss_classes: str = 'all',
                  **kwargs):
         super().__init__(**kwargs)
@@ -91,13 +95,19 @@ class MetaAdapterHead(ClsHead):
         # the base classes of a base/novel protocol (all False: no split); in the state dict, so a checkpoint
         # reports base and novel accuracy with the split it was trained with
         self.register_buffer('base_mask', torch.zeros(num_classes, dtype=torch.bool))
-        if base_classes is not None:
-            bad = [c for c in base_classes if not 0 <= int(c) < num_classes]
-            if bad or not len(base_classes):
-                raise ValueError(f'base_classes must be a non-empty list of class indices in [0, {num_classes}), '
-                                 f'got {list(base_classes)}')
-            self.base_mask[torch.tensor([int(c) for c in base_classes])] = True
+        self.base_classes = base_classes  # the spec; names are matched by set_class_names
+        if base_classes is not None and not needs_names(base_classes):
+            self.base_mask[torch.tensor(resolve_classes(base_classes, num_classes, what='base_classes'))] = True
         self.loss_classes = loss_classes
+
+    @torch.no_grad()
+    def set_class_names(self, classnames: Sequence[str]):
+        """Match a ``base_classes`` spec of class names against the dataset's names (in label order)."""
+        if self.base_classes is None or not needs_names(self.base_classes):
+            return
+        index = resolve_classes(self.base_classes, self.num_classes, classnames, what='model.head.base_classes')
+        self.base_mask.zero_()
+        self.base_mask[torch.tensor(index)] = True
 
     @torch.no_grad()
     def reset_parameters(self):

@@ -172,6 +172,8 @@ class BuildCacheHook(Hook):
         if len(classes) != head.num_classes:
             raise ValueError(f'the dataset has {len(classes)} classes but model.head.num_classes is '
                              f'{head.num_classes}')
+        if hasattr(head, 'set_class_names'):  # a base/novel split given by class names
+            head.set_class_names(classes)
         device = head.clip_weights.device
         with timed(runner, 'text_classifier'):
             clip_weights = model.backbone.encode_text(classes, templates).to(device)

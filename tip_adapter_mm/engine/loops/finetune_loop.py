@@ -26,10 +26,13 @@ def check_finetune_settings(max_epochs, batch_size: int, drop_last: bool, num_im
             'drop_last=True, so no training step would run; lower the batch size or set drop_last=False')
 
 
-def base_classes(head) -> Optional[List[int]]:
-    """The base classes of a base/novel head (Meta-Adapter's ``base_mask``), None for other heads."""
+def base_classes(head):
+    """The base classes of a base/novel head (Meta-Adapter's ``base_mask``, or its class spec while names are
+    not matched yet), None for other heads."""
     mask = getattr(head, 'base_mask', None)
-    return mask.nonzero().flatten().tolist() if mask is not None and bool(mask.any()) else None
+    if mask is not None and bool(mask.any()):
+        return mask.nonzero().flatten().tolist()
+    return getattr(head, 'base_classes', None)
 
 
 def training_loader(dataloader: dict, train_from: str, classes: Optional[List[int]] = None) -> dict:
@@ -38,7 +41,7 @@ def training_loader(dataloader: dict, train_from: str, classes: Optional[List[in
     Args:
         dataloader (dict): the configured loader; its dataset is the few-shot image train split.
         train_from (str): 'feature_bank' or 'image'.
-        classes (list[int], optional): train on these classes only.
+        classes (optional): train on these classes only (a class spec: indices, names, 'meta_adapter/<dataset>').
     """
     if train_from not in TRAIN_FROM:
         raise ValueError(f'train_from must be one of {TRAIN_FROM}, got {train_from!r}')
