@@ -8,7 +8,8 @@ from .fgvc_aircraft import FGVCAircraft, FewShotFGVCAircraft
 from .imagenet_variant import ImageNetVariant
 from .metadata import resolve_classnames, resolve_templates
 from .seeded_image_dataset import SeededImageDataset
+from .transforms import LoadImageRGB
 
 __all__ = ['FewShotDataset', 'FewShotImageFolder', 'FeatureBankDataset', 'SeededImageDataset', 'sample_few_shot', 'group_by_label', 'resolve_classnames',
-           'resolve_templates', 'CoOpSplitDataset', 'FewShotFGVCAircraft', 'FGVCAircraft', 'ImageNetVariant',
+           'resolve_templates', 'CoOpSplitDataset', 'FewShotFGVCAircraft', 'FGVCAircraft', 'ImageNetVariant', 'LoadImageRGB',
            'COOP_DATASETS', 'IMAGENET_VARIANTS']

@@ -15,14 +15,14 @@ search_scale = [20, 20]
 
 split_dirs = dict(train='train', val='val', test='test')
 train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='LoadImageRGB'),  # as Dassl / torchvision: PIL convert('RGB'), no EXIF rotation, alpha dropped
     dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.5, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='LoadImageRGB'),  # as Dassl / torchvision: PIL convert('RGB'), no EXIF rotation, alpha dropped
     dict(type='ResizeEdge', scale=32, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=32),
     dict(type='PackInputs'),

@@ -9,14 +9,14 @@ fewshot_split_file = None  # an earlier run's fewshot_split.json: its sampled li
 hp_selection = 'full_val'  # the official protocol of the 10 datasets: search on the whole validation split
 
 train_pipeline = [  # the official cache / fine-tuning augmentation
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='LoadImageRGB'),  # as Dassl / torchvision: PIL convert('RGB'), no EXIF rotation, alpha dropped
     dict(type='RandomResizedCrop', scale=224, crop_ratio_range=(0.5, 1.0), backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [  # CLIP's preprocess
-    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='LoadImageRGB'),  # as Dassl / torchvision: PIL convert('RGB'), no EXIF rotation, alpha dropped
     dict(type='ResizeEdge', scale=224, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
