@@ -105,6 +105,11 @@ class ResultsHook(Hook):
         for split in ('base', 'novel'):
             if f'{split}/top1' in metrics:
                 record[f'test_{split}_top1'] = float(metrics[f'{split}/top1'])
+        if record.get('epoch_selection') == 'legacy_test' and record.get('selected_epoch_top1') is not None \
+                and record.get('test_top1') is not None:
+            # what the official Tip-Adapter-F prints (main.py): the better of the test-selected epoch's test
+            # accuracy and the test accuracy after the final search
+            record['official_reported_top1'] = max(float(record['selected_epoch_top1']), record['test_top1'])
         record.setdefault('source_dataset', record.get('dataset'))
         record['target_dataset'] = record.get('dataset')
         record.setdefault('selection_split', 'none')
