@@ -463,3 +463,27 @@ def test_accuracy_restricted_to_the_classes_of_a_subset():
     base.process(None, samples)
     metrics = base.compute_metrics(base.results)
     assert metrics['base/top1'] == pytest.approx(0.) and metrics['novel/top1'] == pytest.approx(100.)
+
+
+def test_refined_weights_are_reused_without_gradients_until_an_input_changes():
+    import torch.nn.functional as F
+    from tip_adapter_mm.functional import meta_adapter_weights
+    from tip_adapter_mm.models import MetaAdapterHead
+    torch.manual_seed(0)
+    head = MetaAdapterHead(num_classes=5, feat_dim=8, num_shots=2)
+    head.set_support(F.normalize(torch.randn(5, 8), dim=1), F.normalize(torch.randn(5, 2, 8), dim=2))
+
+    def fresh():
+        return meta_adapter_weights(head.clip_weights, head.support, head.q_proj.weight, head.k_proj.weight,
+                                    head.alpha_proj.weight, head.alpha_proj.bias, head.num_heads)
+
+    with torch.no_grad():
+        first = head.refined_weights()
+        assert head.refined_weights() is first  # reused
+        for change in (lambda: head.q_proj.weight.add_(0.1), lambda: head.alpha_proj.bias.fill_(-1.),
+                       lambda: head.set_support(F.normalize(torch.randn(5, 8), dim=1),
+                                                F.normalize(torch.randn(5, 2, 8), dim=2)),
+                       lambda: head.load_state_dict(MetaAdapterHead(5, 8, 2).state_dict(), strict=False)):
+            change()
+            assert torch.equal(head.refined_weights(), fresh())
+    assert head.refined_weights().requires_grad  # with gradients: always computed, differentiable

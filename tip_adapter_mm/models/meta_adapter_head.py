@@ -179,22 +179,33 @@ class MetaAdapterHead(ClsHead):
     def refined_weights(self) -> torch.Tensor:
         """ŵ, the text weights refined by the adapter over the support cache, [C, D].
 
-        Differentiable with respect to the four adapter parameters. The evaluation of many feature batches
-        can compute it once and call :func:`~tip_adapter_mm.functional.meta_adapter_logits`.
+        Differentiable with respect to the four adapter parameters. Without gradients (evaluation,
+        inference) it is computed once and reused until any of its inputs changes (an optimiser step, a
+        loaded checkpoint, a new cache, a dtype change), so testing batch by batch or one image at a time
+        costs a matrix product per batch.
         """
-        return meta_adapter_weights(self.clip_weights, self.support, self.q_proj.weight, self.k_proj.weight,
-                                    self.alpha_proj.weight, self.alpha_proj.bias, self.num_heads)
+        inputs = (self.clip_weights, self.support, self.q_proj.weight, self.k_proj.weight, self.alpha_proj.weight,
+                  self.alpha_proj.bias)
+        if torch.is_grad_enabled():
+            self._refined = None
+            return meta_adapter_weights(*inputs, self.num_heads)
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in inputs)
+        cached = getattr(self, '_refined', None)
+        if cached is None or cached[0] != key:
+            cached = (key, meta_adapter_weights(*inputs, self.num_heads))
+            self._refined = cached
+        return cached[1]
 
     def pre_logits(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
-        """The L2-normalised image feature."""
-        return l2_normalize(feats[-1].float())
+        """The L2-normalised image feature, in the head's dtype (fp16 while training in official_fp16)."""
+        return l2_normalize(feats[-1].float()).to(self.clip_weights.dtype)
 
     def forward(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         return self.logits(self.pre_logits(feats))
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Meta-Adapter logits ``logit_scale f ŵᵀ`` of already normalised features [M, D]."""
-        return meta_adapter_logits(features, self.refined_weights(), self.logit_scale)
+        return meta_adapter_logits(features.to(self.clip_weights.dtype), self.refined_weights(), self.logit_scale)
 
     def loss(self, feats: Tuple[torch.Tensor], data_samples, **kwargs) -> dict:
         """Cross-entropy over all classes (official: novel classes are distractors) or the base classes."""
