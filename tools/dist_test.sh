@@ -11,19 +11,4 @@ else
     GPUS=$3
     shift 3
 fi
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-${PYTHON:-python} -m torch.distributed.run \
-    --nnodes=$NNODES \
-    --node_rank=$NODE_RANK \
-    --master_addr=$MASTER_ADDR \
-    --nproc_per_node=$GPUS \
-    --master_port=$PORT \
-    "$(dirname "$0")/test.py" \
-    "$CONFIG" \
-    ${CHECKPOINT:+"$CHECKPOINT"} \
-    --launcher pytorch "$@"
+exec bash "$(dirname "$0")/dist_run.sh" test.py "$GPUS" "$CONFIG" ${CHECKPOINT:+"$CHECKPOINT"} "$@"
