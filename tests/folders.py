@@ -35,3 +35,45 @@ def dassl_fewshot(items, num_shots, seed, repeat=True):
         else:
             output.extend(group)
     return output
+
+
+def write_coop_split(folder, split_file, image_dir, entries_by_split, size=4):
+    """A CoOp dataset folder: the image files and ``split_file`` in the real ``split_zhou_*.json`` format
+    (``{"train"|"val"|"test": [[image path relative to image_dir, label, class name], ...]}``).
+
+    entries_by_split: {split: [(relative image path, label, class name), ...]}; returns folder.
+    """
+    import json
+    rng = np.random.default_rng(0)
+    for entries in entries_by_split.values():
+        for rel, _, _ in entries:
+            path = os.path.join(folder, image_dir, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
+    with open(os.path.join(folder, split_file), 'w') as f:
+        json.dump({k: [list(e) for e in v] for k, v in entries_by_split.items()}, f)
+    return str(folder)
+
+
+def coop_fewshot_splits(train, val, num_shots, seed, repeat=False):
+    """CoOp's reader flow, written out plainly: train.py's ``set_random_seed(seed)`` (``random.seed``), then,
+    in the dataset's ``__init__`` (e.g. CoOp ``datasets/oxford_pets.py``), Dassl's ``generate_fewshot_dataset``
+    on train and then on val with ``min(num_shots, 4)``, both drawing from the one global stream (Dassl's
+    default ``repeat=False`` keeps every image of a class with fewer). Returns (train, val)."""
+    random.seed(seed)
+
+    def generate(items, k):
+        tracker = defaultdict(list)
+        for item in items:
+            tracker[item[1]].append(item)
+        output = []
+        for group in tracker.values():
+            if len(group) >= k:
+                output.extend(random.sample(group, k))
+            elif repeat:
+                output.extend(random.choices(group, k=k))
+            else:
+                output.extend(group)
+        return output
+
+    return generate(train, num_shots), generate(val, min(num_shots, 4))

@@ -13,7 +13,7 @@ import pytest
 from mmengine.registry import init_default_scope
 from PIL import Image
 
-from folders import dassl_fewshot
+from folders import coop_fewshot_splits, dassl_fewshot
 
 from tip_adapter_mm.datasets import (COOP_DATASETS, IMAGENET_VARIANTS, CoOpSplitDataset, FGVCAircraft,
                                      ImageNetVariant)
@@ -142,10 +142,11 @@ def test_validation_modes(pets):
     val = _items(split['val'])
     assert _pets(folder, 'val').split_items() == val  # 'full' by default (Tip-Adapter)
     assert _pets(folder, 'val', val_mode='full', num_shots=16, allow_replacement=True).split_items() == val
+    train = _items(split['train'])
     few = _pets(folder, 'val', num_shots=2, val_mode='fewshot').split_items()
-    assert few == dassl_fewshot(val, 2, 'val-1') and len(few) == 3 * 2  # min(K, 4) per class
-    few8 = _pets(folder, 'val', num_shots=8, val_mode='fewshot', allow_replacement=True).split_items()
-    assert few8 == dassl_fewshot(val, 4, 'val-1') and len(set(few8)) == 3 * 4  # 4 of the 5 per class
+    assert few == coop_fewshot_splits(train, val, 2, 1)[1] and len(few) == 3 * 2  # CoOp's list, min(K, 4) per class
+    few8 = _pets(folder, 'val', num_shots=8, val_mode='fewshot', short_classes='replace').split_items()
+    assert few8 == coop_fewshot_splits(train, val, 8, 1, repeat=True)[1] and len(set(few8)) == 3 * 4  # 4 of the 5
     with pytest.raises(ValueError, match='val_mode'):
         _pets(folder, 'val', val_mode='bogus')
 

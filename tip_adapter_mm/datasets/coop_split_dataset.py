@@ -80,7 +80,9 @@ class CoOpSplitDataset(FewShotDataset):
     appearance in train). The class names are the file's third field, ordered by label (Dassl's
     ``get_lab2cname``); CoOp's files already hold the readable names (e.g. EuroSAT "Annual Crop Land").
     The validation split is the file's ``val``: whole by default (Tip-Adapter), or ``val_mode='fewshot'`` for
-    min(K, 4) images per class (CoOp).
+    min(K, 4) images per class drawn after the train sample from the same seeded stream, which is CoOp's list.
+    A class with fewer than K images keeps all of them by default (``short_classes='keep_all'``, Dassl's
+    ``repeat=False`` as CoOp calls it); ``'replace'`` samples with replacement as Tip-Adapter's reader does.
 
     With ``dataset=<name>`` (a key of :data:`~tip_adapter_mm.datasets.dataset_settings.COOP_DATASETS`,
     e.g. ``'oxford_pets'``) the image folder, the split file name and the prompt templates come from the
@@ -101,11 +103,12 @@ class CoOpSplitDataset(FewShotDataset):
         templates (str | list[str], optional): prompt templates; default: the preset's, else
             ``['a photo of a {}.']``.
         **kwargs: see :class:`FewShotDataset` (``split``, ``num_shots``, ``seed``, ``classnames``,
-            ``val_mode``, ``val_shots``, ``allow_replacement``, ``split_file``, ``skip_unreadable``,
-            ``pipeline``, ...).
+            ``val_mode``, ``val_shots``, ``short_classes`` (default ``'keep_all'``), ``split_file``,
+            ``skip_unreadable``, ``pipeline``, ...).
     """
 
     LAYOUT = '<data_root>/<split_file_name> and <data_root>/<image_dir>/<image paths of the split file>'
+    DEFAULT_SHORT_CLASSES = 'keep_all'  # Dassl's generate_fewshot_dataset(repeat=False), as CoOp calls it
 
     def __init__(self,
                  data_root: Optional[str] = None,

@@ -1,12 +1,14 @@
 import json
-from functools import partial
 import os.path as osp
+import random
+from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
 
-from .fewshot import sample_few_shot
+from .fewshot import check_short_classes, draw_few_shot
 from .metadata import resolve_classnames, resolve_templates
 
 Item = Tuple[str, int]  # (image path relative to data_root, label)
@@ -17,15 +19,27 @@ class FewShotDataset(BaseDataset):
     """Base of the project's datasets: train/val/test splits with seeded K-shot sampling of train.
 
     A subclass reads its on-disk layout in :meth:`load_splits`; this class turns the splits into the
-    requested one:
+    requested one, with the reader flow of CoOp's datasets (``random.seed(seed)`` once, then Dassl's
+    ``generate_fewshot_dataset`` on train, then on val, from that one stream; here on a private
+    ``random.Random(seed)``, never the global generator):
 
     - ``train``: ``num_shots`` images per class, sampled with the Dassl algorithm
-      (:func:`~tip_adapter_mm.datasets.sample_few_shot`), or read back from a ``split_file``;
+      (:func:`~tip_adapter_mm.datasets.fewshot.draw_few_shot`), or read back from a ``split_file``;
     - ``val``: ``val_mode='full'`` the whole validation split (Tip-Adapter's protocol), ``'fewshot'``
-      ``val_shots`` (default min(K, 4)) images per class of it (CoOp's protocol), ``'holdout'`` the same
-      number held out of the train images outside the K-shot sample (always used for datasets without a
-      validation split, such as ImageNet);
+      ``val_shots`` (default min(K, 4)) images per class of it, drawn from the same stream right after the
+      train sample, so that the list is CoOp's (``shot_K-seed_S.pkl``'s ``val``); ``'holdout'`` the same
+      number held out of the train images outside the K-shot sample (the project's protocol for datasets
+      without a validation split, such as ImageNet; drawn with its own seed ``f'val-{seed}'``);
     - ``test``: the whole test split.
+
+    A class with fewer than K images (K = ``num_shots``, or the validation count) is handled as
+    ``short_classes`` says: ``'keep_all'`` keeps all its images (Dassl's default, so CoOp's), ``'replace'``
+    samples K with replacement (Tip-Adapter's copy of the reader), ``'error'`` stops with the class named.
+    The default is the reference behaviour of the dataset family (:attr:`DEFAULT_SHORT_CLASSES`:
+    ``'keep_all'`` for the CoOp datasets, ``'error'`` for a generic image folder). Short classes are logged
+    and listed in ``metainfo['short_classes']`` (label -> images available). A cache with short classes
+    under ``'keep_all'`` holds fewer than C x K entries, which the Tip-Adapter head accepts but Meta-Adapter
+    (exactly K supports per class) does not.
 
     Args:
         data_root (str): dataset root.
@@ -38,10 +52,13 @@ class FewShotDataset(BaseDataset):
         val_mode (str, optional): 'full', 'fewshot' or 'holdout'; defaults to 'full' when the layout has a
             validation split and 'holdout' otherwise.
         val_shots (int, optional): images per class of a few-shot or held-out validation split.
-        allow_replacement (bool): sample with replacement for classes with fewer than K images (the
-            official behaviour). Defaults to False, which makes such a class an error.
+        short_classes (str, optional): 'error', 'keep_all' or 'replace' for classes with fewer than K
+            images; defaults to the class's :attr:`DEFAULT_SHORT_CLASSES`.
+        allow_replacement (bool, optional): deprecated alias: True is ``short_classes='replace'``, False is
+            ``short_classes='error'``.
         split_file (str, optional): a sampled list written by an earlier run (``fewshot_split.json``, or one
-            converted from CoOp's pickles): its train (and val) lists are used instead of sampling.
+            converted from CoOp's pickles): its train (and val) lists are used instead of sampling. A file
+            without a val list gives a ``'fewshot'`` val drawn after the seed's own train sample.
         skip_unreadable (bool): check every image of the split when loading and leave out the unreadable
             ones (counted in ``metainfo['skipped_images']``); by default an unreadable image is an error
             that names the file when it is read.
@@ -50,6 +67,8 @@ class FewShotDataset(BaseDataset):
 
     #: the expected on-disk layout, for error messages
     LAYOUT = ''
+    #: the default ``short_classes`` of the dataset family
+    DEFAULT_SHORT_CLASSES = 'error'
 
     def __init__(self,
                  data_root: str,
@@ -60,7 +79,8 @@ class FewShotDataset(BaseDataset):
                  templates: Union[str, Sequence[str]] = ('a photo of a {}.', ),
                  val_mode: Optional[str] = None,
                  val_shots: Optional[int] = None,
-                 allow_replacement: bool = False,
+                 short_classes: Optional[str] = None,
+                 allow_replacement: Optional[bool] = None,
                  split_file: Optional[str] = None,
                  skip_unreadable: bool = False,
                  **kwargs):
@@ -68,12 +88,19 @@ class FewShotDataset(BaseDataset):
             raise ValueError(f"split must be 'train', 'val' or 'test', got '{split}'")
         if val_mode is not None and val_mode not in VAL_MODES:
             raise ValueError(f'val_mode must be one of {VAL_MODES}, got {val_mode!r}')
+        if allow_replacement is not None:
+            alias = 'replace' if allow_replacement else 'error'
+            if short_classes not in (None, alias):
+                raise ValueError(f'allow_replacement={allow_replacement} (deprecated: short_classes={alias!r}) '
+                                 f'contradicts short_classes={short_classes!r}; give short_classes only')
+            short_classes = alias
         self.split = split
         self.num_shots = num_shots
         self.seed = seed
         self.val_mode = val_mode
         self.val_shots = val_shots
-        self.allow_replacement = allow_replacement
+        self.short_classes = check_short_classes(short_classes if short_classes is not None else
+                                                 self.DEFAULT_SHORT_CLASSES)
         self.split_file = split_file
         self.skip_unreadable = skip_unreadable
         self._classnames_arg = classnames
@@ -100,10 +127,34 @@ class FewShotDataset(BaseDataset):
                 f'expected {self.LAYOUT or "the layout of the README data guide"}; see the data guide in the '
                 'README')
 
-    def _sample(self, items: List[Item], k: int, seed, names, source: str, exclude=None) -> List[Item]:
-        chosen = sample_few_shot([label for _, label in items], k, seed, self.allow_replacement,
-                                 exclude=exclude, classnames=names, source=source)
-        return [items[i] for i in chosen]
+    def _draw(self, rng: random.Random, items: List[Item], k: int, names: List[str], source: str,
+              exclude=None, log: bool = True) -> List[Item]:
+        """``k`` items per class drawn from ``rng`` (:func:`~tip_adapter_mm.datasets.fewshot.draw_few_shot`).
+
+        Args:
+            rng (random.Random): the stream, advanced by the draw.
+            items (list): (path, label) items to draw from.
+            k (int): items per class.
+            names (list[str]): class names, for the messages.
+            source (str): where the items come from, for the messages.
+            exclude (set, optional): item indices that must not be drawn.
+            log (bool): log the short classes and list them in ``metainfo['short_classes']`` (False for a
+                draw that only advances the stream).
+        """
+        drawn = draw_few_shot(rng, [label for _, label in items], k, self.short_classes, exclude=exclude,
+                              classnames=names, source=source)
+        if log:
+            self._metainfo['short_classes'] = dict(drawn.short)
+            if drawn.short:
+                kept = 'kept all their images' if self.short_classes == 'keep_all' else \
+                    f'sampled {k} images with replacement'
+                listed = ', '.join(f"'{names[label]}' ({n})" if label < len(names) else f'label {label} ({n})'
+                                   for label, n in list(drawn.short.items())[:20])
+                more = f' and {len(drawn.short) - 20} more' if len(drawn.short) > 20 else ''
+                print_log(f'{type(self).__name__} {self.split} split: {len(drawn.short)} classes of {source} have '
+                          f'fewer than {k} images; {kept} (short_classes={self.short_classes!r}): {listed}{more}',
+                          logger='current')
+        return [items[i] for i in drawn.indices]
 
     def _from_split_file(self, key: str) -> Optional[List[Item]]:
         if self.split_file is None:
@@ -140,28 +191,33 @@ class FewShotDataset(BaseDataset):
             return splits['test']
         train = splits['train']
         source = f"the train split of '{self.data_root}'"
-        sampled = self._from_split_file('train')
-        if sampled is None:
-            sampled = train if self.num_shots is None else self._sample(train, self.num_shots, self.seed, names,
-                                                                        source)
+        rng = random.Random(self.seed)  # CoOp: random.seed(seed), then the train sample, then the val sample
+
+        def train_sample(log: bool) -> List[Item]:
+            if self.num_shots is None:
+                return train
+            return self._draw(rng, train, self.num_shots, names, source, log=log)
+
+        given = self._from_split_file('train')
         if self.split == 'train':
-            return sampled
-        given = self._from_split_file('val')
-        if given is not None:
-            return given
+            return given if given is not None else train_sample(log=True)
+        given_val = self._from_split_file('val')
+        if given_val is not None:
+            return given_val
         # without a validation split (ImageNet) every mode holds the validation images out of train
         mode = self.val_mode if splits.get('val') is not None else 'holdout'
         mode = mode or 'full'
-        k = self.val_shots if self.val_shots is not None else min(self.num_shots or 4, 4)
-        if mode == 'holdout':
-            index = {item: i for i, item in enumerate(train)}
-            exclude = {index[item] for item in sampled if item in index}
-            return self._sample(train, k, f'val-{self.seed}', names, f'{source} outside the few-shot sample',
-                                exclude=exclude)
         if mode == 'full':
             return splits['val']
-        return self._sample(splits['val'], k, f'val-{self.seed}', names,
-                            f"the validation split of '{self.data_root}'")
+        k = self.val_shots if self.val_shots is not None else min(self.num_shots or 4, 4)
+        if mode == 'holdout':
+            sampled = given if given is not None else train_sample(log=False)
+            index = {item: i for i, item in enumerate(train)}
+            exclude = {index[item] for item in sampled if item in index}
+            return self._draw(random.Random(f'val-{self.seed}'), train, k, names,
+                              f'{source} outside the few-shot sample', exclude=exclude)
+        train_sample(log=False)  # advances the stream as CoOp's train sample does
+        return self._draw(rng, splits['val'], k, names, f"the validation split of '{self.data_root}'")
 
     # -- BaseDataset API -----------------------------------------------------------------------------
     def load_data_list(self) -> List[dict]:
@@ -173,6 +229,7 @@ class FewShotDataset(BaseDataset):
             raise ValueError(f"'{self.data_root}' has {num_classes} classes but {len(names)} class names were "
                              f'given (classnames={self._classnames_arg!r})')
         self._metainfo['classes'] = tuple(names)
+        self._metainfo['short_classes'] = {}
         items = self._select(splits, names)
         skipped = []
         if self.skip_unreadable:

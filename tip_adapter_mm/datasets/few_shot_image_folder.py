@@ -1,7 +1,7 @@
 import functools
 import os
 import os.path as osp
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmpretrain.registry import DATASETS
 
@@ -25,33 +25,82 @@ def _scan(folder: str, extensions: Tuple[str, ...]) -> Tuple[Tuple[str, ...], Tu
     return classes, tuple(items)
 
 
+def read_classnames_file(path: str) -> List[Tuple[str, str]]:
+    """CoOp's ImageNet ``classnames.txt``: its lines ``<wnid> <class name>`` as ``(wnid, class name)`` pairs,
+    in file order (as CoOp's ``ImageNet.read_classnames`` splits them; blank lines skipped).
+
+    Args:
+        path (str): the file.
+    """
+    pairs = []
+    with open(path) as f:
+        for line in f:
+            parts = line.strip().split(' ')
+            if parts != ['']:
+                pairs.append((parts[0], ' '.join(parts[1:])))
+    return pairs
+
+
 @DATASETS.register_module()
 class FewShotImageFolder(FewShotDataset):
     """An image-folder dataset: ``data_root/<split dir>/<class folder>/<image>``, class folders sorted.
 
-    ImageNet is one (``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG``, with ``split_dirs=dict(train='train',
-    val=None, test='val')``: no validation folder, so the validation split is held out of the train images
-    outside the few-shot sample). See :class:`FewShotDataset` for the sampling and the validation modes.
+    ImageNet is one (``split_dirs=dict(train='train', val=None, test='val')``: no validation folder, so the
+    validation split is held out of the train images outside the few-shot sample), in either layout, detected
+    from where the train folder is:
+
+    - ``<data_root>/train/<wnid>/*.JPEG`` and ``<data_root>/val/<wnid>/*.JPEG``;
+    - CoOp's ``DATASETS.md`` layout: ``<data_root>/images/train/<wnid>/*``, ``<data_root>/images/val/<wnid>/*``
+      and ``<data_root>/classnames.txt`` (lines ``<wnid> <class name>``, which give the default class names;
+      explicit ``classnames`` win). Item paths are then ``images/train/...``.
+
+    Both layouts give the same sampled lists: labels are the positions of the sorted class folders (as CoOp),
+    and the images of a class are sorted by name (CoOp lists them in ``os.listdir`` order, which depends on
+    the file system). See :class:`FewShotDataset` for the sampling and the validation modes; a class with
+    fewer than K images is an error by default (``short_classes='error'``: a generic folder has no reference
+    behaviour; ImageNet's classes hold at least 732 images).
 
     Args:
-        split_dirs (dict): folder of each split under ``data_root``; ``val=None`` when there is no validation
-            folder. Defaults to ``dict(train='train', val='val', test='test')``.
+        split_dirs (dict): folder of each split under ``data_root`` (or under ``data_root/images`` in CoOp's
+            layout); ``val=None`` when there is no validation folder. Defaults to
+            ``dict(train='train', val='val', test='test')``.
         extensions (tuple[str]): image file extensions.
         **kwargs: see :class:`FewShotDataset` (``data_root``, ``split``, ``num_shots``, ``seed``,
-            ``classnames``, ``templates``, ``val_mode``, ...). The class names default to the folder names.
+            ``classnames``, ``templates``, ``val_mode``, ``short_classes``, ...). The class names default to
+            the folder names (to ``classnames.txt`` in CoOp's layout).
     """
 
-    LAYOUT = '<data_root>/<split>/<class>/<image>'
+    LAYOUT = ('<data_root>/<split>/<class>/<image>, or CoOp\'s <data_root>/images/<split>/<class>/<image> with '
+              '<data_root>/classnames.txt')
+    #: the image folder of CoOp's ImageNet layout, and its class-name file
+    COOP_IMAGE_DIR = 'images'
+    CLASSNAMES_FILE = 'classnames.txt'
 
     def __init__(self, *args, split_dirs: Optional[Dict[str, Optional[str]]] = None,
                  extensions: Sequence[str] = IMG_EXTENSIONS, **kwargs):
         self.split_dirs = dict(train='train', val='val', test='test')
         self.split_dirs.update(split_dirs or {})
         self.extensions = tuple(e.lower() for e in extensions)
+        self.image_prefix = ''  # 'images/' in CoOp's layout, set when loading
         super().__init__(*args, **kwargs)
 
+    def _detect_layout(self) -> str:
+        """The folder the split folders are in, relative to ``data_root``: '' or CoOp's 'images/'."""
+        train = self.split_dirs['train']
+        for prefix in ('', f'{self.COOP_IMAGE_DIR}/'):
+            if osp.isdir(osp.join(self.data_root, prefix + train)):
+                return prefix
+        raise FileNotFoundError(
+            f"neither '{osp.join(self.data_root, train)}' nor "
+            f"'{osp.join(self.data_root, self.COOP_IMAGE_DIR, train)}' exists ({type(self).__name__}, split "
+            f"'{self.split}'): expected the split folders in the data root '{self.data_root}', "
+            f'<data_root>/{train}/<class>/<image> (e.g. ImageNet\'s train/ and val/), or CoOp\'s ImageNet layout '
+            f'<data_root>/{self.COOP_IMAGE_DIR}/{train}/<wnid>/<image> with <data_root>/{self.CLASSNAMES_FILE} '
+            '(set split_dirs for other folder names); see the data guide in the README')
+
     def _scan_split(self, split: str):
-        folder = osp.join(self.data_root, self.split_dirs[split])
+        rel_dir = self.image_prefix + self.split_dirs[split]
+        folder = osp.join(self.data_root, rel_dir)
         if not osp.isdir(folder):
             raise FileNotFoundError(
                 f"split folder '{folder}' for the {split} split does not exist; expected "
@@ -67,13 +116,33 @@ class FewShotImageFolder(FewShotDataset):
             raise ValueError(f"class folder(s) {[osp.join(folder, c) for c in empty[:5]]} of the {split} split hold "
                              f'no image with an extension in {list(self.extensions)}: add images or remove '
                              'the folder')
-        prefix = self.split_dirs[split]
-        return folder, classes, [(f'{prefix}/{rel}', label) for rel, label in items]
+        return folder, classes, [(f'{rel_dir}/{rel}', label) for rel, label in items]
+
+    def _coop_classnames(self, classes: Sequence[str]) -> Optional[List[str]]:
+        """The names of ``classes`` from CoOp's ``classnames.txt``; None without the file.
+
+        Args:
+            classes (sequence of str): the class folder names (wnids), in label order.
+        """
+        path = osp.join(self.data_root, self.CLASSNAMES_FILE)
+        if not osp.isfile(path):
+            return None
+        table = dict(read_classnames_file(path))  # CoOp's OrderedDict: a repeated wnid takes its last name
+        missing = [c for c in classes if c not in table]
+        if missing:
+            raise ValueError(f"'{path}' names no class for the folders {missing[:5]} ({len(missing)} in all) of "
+                             f"'{osp.join(self.data_root, self.image_prefix + self.split_dirs['train'])}': expected "
+                             "lines '<wnid> <class name>' for every class folder")
+        return [table[c] for c in classes]
 
     def load_splits(self):
+        self.image_prefix = self._detect_layout()
         _, classes, train = self._scan_split('train')
         self._metainfo['class_folders'] = tuple(classes)
-        splits = dict(classnames=list(classes), train=train, val=None, test=None)
+        names = None
+        if self.image_prefix and self._classnames_arg is None:
+            names = self._coop_classnames(classes)
+        splits = dict(classnames=names or list(classes), train=train, val=None, test=None)
         if self.split in ('val', 'test') and self.split_dirs[self.split] is not None:
             folder, split_classes, items = self._scan_split(self.split)
             if tuple(split_classes) != tuple(classes):

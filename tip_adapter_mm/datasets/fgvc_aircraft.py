@@ -26,20 +26,23 @@ class FewShotFGVCAircraft(FewShotDataset):
         <data_root>/images/<image id>.jpg
 
     Items keep the order of the split files (the few-shot sample of a seed is Dassl's). The validation split
-    is ``images_variant_val.txt``: whole by default (Tip-Adapter), or ``val_mode='fewshot'`` (CoOp).
+    is ``images_variant_val.txt``: whole by default (Tip-Adapter), or ``val_mode='fewshot'`` (CoOp's list:
+    drawn after the train sample from the same seeded stream). A class with fewer than K images keeps all of
+    them by default (``short_classes='keep_all'``, as CoOp).
 
     Args:
         data_root (str): the dataset folder, e.g. ``data/fgvc_aircraft``.
         templates (str | list[str]): prompt templates. Defaults to the official
             ``['a photo of a {}, a type of aircraft.']``.
         **kwargs: see :class:`FewShotDataset` (``split``, ``num_shots``, ``seed``, ``classnames``,
-            ``val_mode``, ``val_shots``, ``allow_replacement``, ``split_file``, ``skip_unreadable``,
-            ``pipeline``, ...). The class names default to ``variants.txt``.
+            ``val_mode``, ``val_shots``, ``short_classes`` (default ``'keep_all'``), ``split_file``,
+            ``skip_unreadable``, ``pipeline``, ...). The class names default to ``variants.txt``.
     """
 
     LAYOUT = ('<data_root>/variants.txt, <data_root>/images_variant_{train,val,test}.txt and '
               '<data_root>/images/<id>.jpg (CoOp layout: data/fgvc_aircraft/)')
     IMAGE_DIR = 'images'
+    DEFAULT_SHORT_CLASSES = 'keep_all'  # Dassl's generate_fewshot_dataset(repeat=False), as CoOp calls it
 
     def __init__(self, data_root: str, templates: Union[str, Sequence[str]] = FGVC_TEMPLATES, **kwargs):
         super().__init__(data_root=data_root, templates=templates, **kwargs)

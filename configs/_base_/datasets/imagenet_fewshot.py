@@ -1,4 +1,5 @@
-# ImageNet, few-shot: data/imagenet/train/<wnid>/*.JPEG and data/imagenet/val/<wnid>/*.JPEG.
+# ImageNet, few-shot: data/imagenet/train/<wnid>/*.JPEG and data/imagenet/val/<wnid>/*.JPEG, or CoOp's layout
+# data/imagenet/images/{train,val}/<wnid>/*.JPEG + classnames.txt (detected; the same sampled lists).
 # The cache is K images per class from train; the validation split (for alpha/beta) is held out of the
 # remaining train images (min(K, 4) per class); the test split is the 50k ILSVRC val images.
 _base_ = ['./fewshot_224.py']

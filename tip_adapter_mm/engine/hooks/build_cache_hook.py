@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS, HOOKS
 
 from ...functional import cache_keys_from_views, l2_normalize
+from ...models.cache_head import check_train_split
 from ...utils import atomic_json_dump
 from ..features import encode_dataset, unwrap
 from ..record import timed, update_record
@@ -180,11 +181,9 @@ class BuildCacheHook(Hook):
         if head.cache_size == 0:
             head.set_cache(clip_weights)
             return
-        if len(dataset) != head.cache_size:
-            raise ValueError(
-                f'the train split has {len(dataset)} images but the head holds num_classes x num_shots = '
-                f'{head.num_classes} x {head.num_shots} = {head.cache_size} cache entries: set '
-                'model.head.num_shots and train_dataloader.dataset.num_shots to the same K')
+        check_train_split([int(dataset.get_data_info(i)['gt_label']) for i in range(len(dataset))],
+                          head.num_classes, head.num_shots, exact=not getattr(head, 'accepts_short_classes', False),
+                          split_shots=getattr(dataset, 'num_shots', None), classnames=classes)
         self.view_features, self.view_labels = self._encode_views(runner, dataset)
         head.set_cache(clip_weights, cache_keys_from_views(self.view_features).to(device),
                        self.view_labels.to(device))

@@ -15,6 +15,10 @@ from ..record import timed, update_record
 from ..selection import select_alpha_beta
 
 
+#: how the head trains (FinetuneLoop's ``precision``)
+PRECISIONS = ('fp32', 'official_fp16')
+
+
 def check_finetune_settings(max_epochs, batch_size: int, drop_last: bool, num_images: int):
     """Raise a clear error for settings under which fine-tuning would run no training step."""
     if max_epochs is None or int(max_epochs) < 1:
@@ -87,12 +91,21 @@ class FinetuneLoop(EpochBasedTrainLoop):
         search_step (sequence of int): number of [beta, alpha] grid values. Defaults to (200, 20).
         run_test (bool): evaluate the test split at the end. Defaults to True.
         max_chunk_bytes (int): memory bound of one chunk of the search.
+        precision (str): how the head trains: 'fp32' (default) or 'official_fp16', the official code's
+            numerics: the head's parameters, buffers, activations, gradients and AdamW states in pure fp16 (no
+            master weights, no loss scaling), on CPU and GPU. With AdamW's eps 1e-4 most second-moment
+            entries underflow to 0 in fp16, which makes the official steps far larger than fp32 steps; this
+            is part of the published numbers. The head returns to fp32 after training (selection, search and
+            test in fp32).
     """
 
     def __init__(self, runner, dataloader, max_epochs: int = 20, train_from: str = 'feature_bank',
                  hp_selection: str = 'full_val', selection: Optional[str] = None, search: bool = True,
                  search_scale: Sequence[float] = (7., 3.), search_step: Sequence[int] = (200, 20),
-                 run_test: bool = True, max_chunk_bytes: int = 1 << 28):
+                 run_test: bool = True, max_chunk_bytes: int = 1 << 28, precision: str = 'fp32'):
+        if precision not in PRECISIONS:
+            raise ValueError(f'train_cfg.precision must be one of {PRECISIONS}, got {precision!r}')
+        self.precision = precision
         self.protocol = get_protocol(hp_selection)
         self.hp_selection = hp_selection
         check_finetune_settings(max_epochs, 1, False, 1)
@@ -123,11 +136,15 @@ class FinetuneLoop(EpochBasedTrainLoop):
         self.selection_hook.set_features(cache_hook.features(runner, self.selection_hook.split))
         if self._epoch > 0:  # resumed from a checkpoint: continue its epoch selection
             self.selection_hook.resume()
+        head = unwrap(runner.model).head
+        if self.precision == 'official_fp16':
+            head.half()  # in place: the optimizer keeps the same Parameter objects, its states are made fp16
         with timed(runner, 'train'):
             while self._epoch < self._max_epochs and not self.stop_training:
                 if hasattr(self.dataloader.dataset, 'set_epoch'):
                     self.dataloader.dataset.set_epoch(self._epoch)
                 self.run_epoch()
+        head.float()
         runner.call_hook('after_train')  # the selection hook restores the selected keys here
         select_alpha_beta(runner, cache_hook.features(runner, self.protocol.split), self.search, self.beta_grid,
                           self.alpha_grid, self.max_chunk_bytes, self.protocol.split)
@@ -136,7 +153,7 @@ class FinetuneLoop(EpochBasedTrainLoop):
         update_record(runner, hp_selection=self.hp_selection,
                       search_scale=self.search_scale if self.search else None,
                       search_step=self.search_step if self.search else None, max_epochs=self._max_epochs,
-                      trained_in=type(self.dataloader.dataset).__name__)
+                      trained_in=type(self.dataloader.dataset).__name__, train_precision=self.precision)
         runner.save_checkpoint(runner.work_dir, 'final.pth', save_optimizer=False, save_param_scheduler=False,
                                backend_args=ATOMIC_BACKEND_ARGS)
         if self.run_test:

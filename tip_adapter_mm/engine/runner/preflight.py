@@ -85,18 +85,23 @@ def preflight(cfg) -> dict:
         if len(classes) != int(head['num_classes']):
             raise ValueError(f"the dataset has {len(classes)} classes but model.head.num_classes is "
                              f"{head['num_classes']}")
-        size = int(head['num_classes']) * int(head.get('num_shots', 0))
-        if size and len(images) != size:
-            raise ValueError(
-                f'the train split has {len(images)} images but the head holds num_classes x num_shots = '
-                f"{head['num_classes']} x {head.get('num_shots')} = {size} cache entries: set "
-                'model.head.num_shots and train_dataloader.dataset.num_shots to the same K')
+        if int(head.get('num_shots', 0)):
+            from mmpretrain.registry import MODELS
+
+            from ...models.cache_head import check_train_split
+            head_cls = MODELS.get(head.get('type'))
+            check_train_split([int(images.get_data_info(i)['gt_label']) for i in range(len(images))],
+                              int(head['num_classes']), int(head['num_shots']),
+                              exact=not getattr(head_cls, 'accepts_short_classes', False),
+                              split_shots=getattr(images, 'num_shots', None), classnames=classes)
     train_cfg = cfg.get('train_cfg') or {}
     if train_cfg.get('type') in ('FinetuneLoop', 'TrainingFreeLoop'):
         get_protocol(train_cfg.get('hp_selection', 'full_val'))
     if train_cfg.get('type') == 'FinetuneLoop' and train is not None:
-        from ..loops.finetune_loop import check_finetune_settings, training_loader
+        from ..loops.finetune_loop import PRECISIONS, check_finetune_settings, training_loader
         training_loader(cfg.train_dataloader, train_cfg.get('train_from', 'feature_bank'))  # a valid data path
+        if train_cfg.get('precision', 'fp32') not in PRECISIONS:
+            raise ValueError(f"train_cfg.precision must be one of {PRECISIONS}, got {train_cfg['precision']!r}")
         loader = cfg.train_dataloader
         check_finetune_settings(train_cfg.get('max_epochs'), loader.get('batch_size', 1),
                                 loader.get('drop_last', False), len(train))
