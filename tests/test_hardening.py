@@ -71,11 +71,13 @@ def test_tip_adapter_checkpoint_cannot_resume_a_finetuning_run(tip_run, demo_ass
     ('base_classes=[0,11]', r'base_classes must be .* in \[0, num_classes\).*, got \[0, 11\]'),
     ('init_beta=0', r'init_beta must be a number > 0, got 0'),
     ('hp_selection=test', r"hp_selection must be one of .*got 'test'"),
+    ('num_shots=4', r'num_shots=4: this is a zero-shot CLIP config .* Use the Tip-Adapter config'),
 ])
 def test_settings_are_checked_before_anything_runs(option, message):
+    config = ('meta_adapter_digits_16shot.py' if option.startswith('base_classes') else
+              'zeroshot_digits.py' if option == 'num_shots=4' else 'tip_digits_16shot.py')
     with pytest.raises(ValueError, match=message):
-        _cfg('meta_adapter_digits_16shot.py' if option.startswith('base_classes') else 'tip_digits_16shot.py',
-             option)
+        _cfg(config, option)
 
 
 def test_split_file_with_labels_of_another_dataset(demo_assets, tmp_path):

@@ -265,6 +265,10 @@ def resolve(cfg, original: Optional[Mapping]) -> List[str]:
         ValueError: a place was changed alone (to another value than its key), or places disagree.
     """
     applied = []
+    if original is not None and is_zero_shot(original) and not is_zero_shot(cfg):
+        raise ValueError(f"num_shots={cfg.get('num_shots')!r}: this is a zero-shot CLIP config (num_shots = 0 in "
+                         'its file), which has no cache; a K-shot cache would be encoded and never used. Use '
+                         'the Tip-Adapter config of the dataset for K shots')
     if original is not None:
         for key in SETTINGS:
             if key not in cfg or key not in original or _same(cfg[key], original[key]):
