@@ -21,8 +21,14 @@ def write_image_folder(root, layout, size=8, ext='.JPEG', seed=0):
 
 
 def dassl_fewshot(items, num_shots, seed, repeat=True):
-    """Dassl's generate_fewshot_dataset (datasets/base_dataset.py), as CoOp and Tip-Adapter use it."""
+    """Dassl's generate_fewshot_dataset (datasets/base_dataset.py), as CoOp and Tip-Adapter use it, after
+    seeding the global stream."""
     random.seed(seed)
+    return dassl_draw(items, num_shots, repeat)
+
+
+def dassl_draw(items, num_shots, repeat):
+    """One generate_fewshot_dataset call on the global ``random`` stream as it stands."""
     tracker = defaultdict(list)
     for item in items:
         tracker[item[1]].append(item)
@@ -61,19 +67,4 @@ def coop_fewshot_splits(train, val, num_shots, seed, repeat=False):
     on train and then on val with ``min(num_shots, 4)``, both drawing from the one global stream (Dassl's
     default ``repeat=False`` keeps every image of a class with fewer). Returns (train, val)."""
     random.seed(seed)
-
-    def generate(items, k):
-        tracker = defaultdict(list)
-        for item in items:
-            tracker[item[1]].append(item)
-        output = []
-        for group in tracker.values():
-            if len(group) >= k:
-                output.extend(random.sample(group, k))
-            elif repeat:
-                output.extend(random.choices(group, k=k))
-            else:
-                output.extend(group)
-        return output
-
-    return generate(train, num_shots), generate(val, min(num_shots, 4))
+    return dassl_draw(train, num_shots, repeat), dassl_draw(val, min(num_shots, 4), repeat)

@@ -565,3 +565,14 @@ def rank_classes_by_zero_shot(features: torch.Tensor, labels: torch.Tensor,
     accuracy = 100. * hits / total
     order = sorted(range(num_classes), key=lambda c: (-(accuracy[c].nan_to_num(-1.).item()), c))
     return order, accuracy.tolist()
+
+
+def check_cache_labels(cache_labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Raise ``ValueError`` unless ``cache_labels`` are integer class indices in [0, num_classes); return the
+    number of entries of each class, [num_classes]."""
+    if cache_labels.dtype.is_floating_point or cache_labels.dtype == torch.bool:
+        raise ValueError(f'cache labels must be integer class indices, got dtype {cache_labels.dtype}')
+    if cache_labels.min() < 0 or cache_labels.max() >= num_classes:
+        raise ValueError(f'cache labels must lie in [0, {num_classes}), got '
+                         f'[{int(cache_labels.min())}, {int(cache_labels.max())}]')
+    return torch.bincount(cache_labels.long(), minlength=num_classes)

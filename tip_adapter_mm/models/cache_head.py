@@ -7,7 +7,7 @@ from mmengine.dist import get_world_size
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
 
-from ..functional import l2_normalize, tip_logits
+from ..functional import check_cache_labels, l2_normalize, tip_logits
 
 
 def check_train_split(labels: Sequence[int], num_classes: int, num_shots: int, exact: bool = False,
@@ -183,12 +183,7 @@ class CacheHead(ClsHead):
             raise ValueError(f'a cache of {n} entries does not fit the head ({self._settings()}): num_shots=0 is '
                              'zero-shot CLIP, without a cache; any other head needs at least one entry per class')
         if n:
-            if cache_labels.dtype.is_floating_point or cache_labels.dtype == torch.bool:
-                raise ValueError(f'cache labels must be integer class indices, got dtype {cache_labels.dtype}')
-            if cache_labels.min() < 0 or cache_labels.max() >= self.num_classes:
-                raise ValueError(f'cache labels must lie in [0, {self.num_classes}), got '
-                                 f'[{int(cache_labels.min())}, {int(cache_labels.max())}]')
-            absent = (torch.bincount(cache_labels.long(), minlength=self.num_classes) == 0).nonzero().flatten()
+            absent = (check_cache_labels(cache_labels, self.num_classes) == 0).nonzero().flatten()
             if absent.numel():
                 raise ValueError(f'the cache has no entry for the classes {absent[:10].tolist()} ({absent.numel()} '
                                  'classes in all): every class needs at least one cache image')

@@ -5,7 +5,7 @@ import torch.nn as nn
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.registry import MODELS
 
-from ..functional import l2_normalize, meta_adapter_logits, meta_adapter_weights
+from ..functional import check_cache_labels, l2_normalize, meta_adapter_logits, meta_adapter_weights
 from ..datasets.base_novel import needs_names, resolve_classes
 
 #: the adapter parameters, named as in the official ``MetaAdapter`` state dict
@@ -149,12 +149,7 @@ class MetaAdapterHead(ClsHead):
         self._check_shape('cache_keys', cache_keys, (n, self.feat_dim))
         self._check_shape('cache_labels', cache_labels, (n,))
         if n:
-            if cache_labels.dtype.is_floating_point or cache_labels.dtype == torch.bool:
-                raise ValueError(f'cache labels must be integer class indices, got dtype {cache_labels.dtype}')
-            if cache_labels.min() < 0 or cache_labels.max() >= self.num_classes:
-                raise ValueError(f'cache labels must lie in [0, {self.num_classes}), got '
-                                 f'[{int(cache_labels.min())}, {int(cache_labels.max())}]')
-            counts = torch.bincount(cache_labels.long(), minlength=self.num_classes)
+            counts = check_cache_labels(cache_labels, self.num_classes)
             wrong = (counts != self.num_shots).nonzero().flatten()
             if wrong.numel():
                 c = int(wrong[0])
