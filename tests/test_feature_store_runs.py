@@ -292,3 +292,17 @@ def test_no_feature_store_flag_turns_the_store_off():
     args = parse_train_args([osp.join(ROOT, TIP), '--no-feature-store'])
     cfg = merge_train_args(Config.fromfile(args.config), args)
     assert cfg.feature_store.enabled is False and cfg.feature_store.root == 'data/features'
+
+
+@pytest.mark.slow
+def test_content_mode_reads_its_own_entries_and_equals_a_run_without_store(demo_assets, tmp_path):
+    """mode='content' keys (and seeds) images by their bytes; the store on or off gives the same result."""
+    store = tmp_path / 'store'
+    first = train(TIP, tmp_path / 'a', demo_assets, store, **{'feature_store.mode': 'content'})
+    with counting_forwards() as count:
+        again = train(TIP, tmp_path / 'b', demo_assets, store, **{'feature_store.mode': 'content'})
+    assert count['images'] == 0
+    off = train(TIP, tmp_path / 'c', demo_assets, store, '--no-feature-store', **{'feature_store.mode': 'content'})
+    for key in ('alpha', 'beta', 'val_top1', 'test_top1'):
+        assert first[key] == again[key] == off[key], key
+    assert 'hashes.json' in os.listdir(str(store))  # each image's sha256 is cached with its stat signature
