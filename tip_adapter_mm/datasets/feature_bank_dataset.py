@@ -29,6 +29,7 @@ class FeatureBankDataset(TrainItems):
         super().__init__(dataset, seed, classes)
         self.features = None  # [V, N, D]
         self.labels = None  # N ints
+        self.paths = None  # N image paths (None where an item has none)
 
     def set_features(self, view_features: torch.Tensor, labels: torch.Tensor):
         """Fill the bank with raw features [V, N, D] of the N images of ``dataset`` and their labels."""
@@ -36,6 +37,7 @@ class FeatureBankDataset(TrainItems):
             raise ValueError(f'expected view features of shape [V, {len(self.dataset)}, D], got '
                              f'{tuple(view_features.shape)}')
         self.features, self.labels = view_features.cpu(), [int(label) for label in labels]
+        self.paths = [self.dataset.get_data_info(i).get('img_path') for i in range(len(self.dataset))]
 
     def __getitem__(self, idx: int) -> dict:
         if self.features is None:
@@ -44,7 +46,6 @@ class FeatureBankDataset(TrainItems):
         view = self.item_seed(idx) % self.features.shape[0]
         item = self.indices[idx]
         sample = DataSample().set_gt_label(self.labels[item])
-        path = self.dataset.get_data_info(item).get('img_path')
-        if path is not None:
-            sample.set_metainfo(dict(img_path=path, sample_idx=item))
+        if self.paths[item] is not None:
+            sample.set_metainfo(dict(img_path=self.paths[item], sample_idx=item))
         return dict(inputs=self.features[view, item], data_samples=sample)

@@ -103,8 +103,10 @@ def check_store_cfg(value) -> Optional[dict]:
     return dict(root=root, mode=mode, enabled=enabled)
 
 
-def dataset_items(dataset, mode: str = 'stat', store: Optional[FeatureStore] = None) -> Tuple[List[ItemId], bool]:
-    """The :class:`ItemId` of every item of ``dataset`` and whether they identify image files.
+def dataset_items(infos: Sequence[Mapping], data_root: Optional[str], mode: str = 'stat',
+                  store: Optional[FeatureStore] = None) -> Tuple[List[ItemId], bool]:
+    """The :class:`ItemId` of every item of a dataset (its ``get_data_info`` dicts) and whether they identify
+    image files.
 
     Items with an ``img_path`` are identified by their file, relative to the dataset's ``data_root`` when
     inside it (:meth:`ItemId.from_file`; in ``'content'`` mode by the sha256 of the bytes, cached in the
@@ -112,10 +114,9 @@ def dataset_items(dataset, mode: str = 'stat', store: Optional[FeatureStore] = N
     store or without it. Items without a file (in-memory images) get ids that only seed their views and
     cannot be stored.
     """
-    infos = [dataset.get_data_info(i) for i in range(len(dataset))]
     if not all(info.get('img_path') for info in infos):
         return [ItemId(f'index:{i}') for i in range(len(infos))], False
-    root = osp.abspath(getattr(dataset, 'data_root', None) or osp.sep)
+    root = osp.abspath(data_root or osp.sep)
     hashes = store.hashes if store is not None else None
     items = []
     try:
@@ -309,9 +310,11 @@ def extract_features(model, dataset, num_views: int = 1, seed: int = 0, batch_si
     was_training = model.training
     model.eval()
     try:
+        infos = [dataset.get_data_info(i) for i in range(len(dataset))]
         store_cfg = check_store_cfg(store)
         ns = open_namespace(store_cfg, model, pipeline, num_views, seed, extra, desc)
-        items, files = dataset_items(dataset, store_cfg['mode'] if store_cfg else 'stat',
+        items, files = dataset_items(infos, getattr(dataset, 'data_root', None),
+                                     store_cfg['mode'] if store_cfg else 'stat',
                                      ns.store if ns is not None else None)
         if ns is not None and not files:
             print_log(f'{desc}: feature store not used (the items have no image files)', logger='current')
@@ -326,8 +329,7 @@ def extract_features(model, dataset, num_views: int = 1, seed: int = 0, batch_si
         count = torch.tensor([encoded], dtype=torch.long, device=next(model.parameters()).device)
         all_reduce(count)
         encoded = int(count.item())
-    labels = torch.tensor([int(dataset.get_data_info(i)['gt_label']) for i in range(len(dataset))],
-                          dtype=torch.long)
+    labels = torch.tensor([int(info['gt_label']) for info in infos], dtype=torch.long)
     return feats.float(), labels, encoded
 
 
