@@ -402,6 +402,19 @@ def test_search_empty_grid_raises():
         tf.search_tip_hparams(f, y, w, keys, cl, [1.], [])
 
 
+def spy_class_sum(monkeypatch, dim):
+    """Record ``values.shape[dim]`` of every ``functional.class_sum`` call (into the returned list)."""
+    seen = []
+    real_class_sum = tf.class_sum
+
+    def spy(values, *args, **kwargs):
+        seen.append(values.shape[dim])
+        return real_class_sum(values, *args, **kwargs)
+
+    monkeypatch.setattr(tf, 'class_sum', spy)
+    return seen
+
+
 # ---------------------------------------------------------------------------------------------------------
 # chunking
 # ---------------------------------------------------------------------------------------------------------
@@ -413,14 +426,7 @@ def test_chunking_does_not_change_results(layout, monkeypatch):
     n, c, a = keys.shape[0], w.shape[0], 7
     row_bytes = 8 * (2 * n + (2 + 2 * a) * c) + 1  # what functional.py budgets per query row
 
-    seen = []
-    real_class_sum = tf.class_sum
-
-    def spy(values, *args, **kwargs):
-        seen.append(values.shape[0])
-        return real_class_sum(values, *args, **kwargs)
-
-    monkeypatch.setattr(tf, 'class_sum', spy)
+    seen = spy_class_sum(monkeypatch, dim=0)
     results = {}
     for budget in [None, 1, 5 * row_bytes + 3, 8 * row_bytes, 10 ** 12]:
         seen.clear()
@@ -644,14 +650,7 @@ def test_search_anchor_spacing_does_not_change_counts(layout, monkeypatch):
     beta_grid, alpha_grid = tf.tip_search_grids([7, 3], [200, 20])
     reference = dense_counts(f, y, w, keys, cl, beta_grid, alpha_grid)
     assert reference.max() > reference.min() and reference.max() < 150
-    widths = []
-    real_class_sum = tf.class_sum
-
-    def spy(values, *args, **kwargs):
-        widths.append(values.shape[1])
-        return real_class_sum(values, *args, **kwargs)
-
-    monkeypatch.setattr(tf, 'class_sum', spy)
+    widths = spy_class_sum(monkeypatch, dim=1)
     for spacing in (tf._ANCHOR_SPACING, 1, 3, 1000):
         monkeypatch.setattr(tf, '_ANCHOR_SPACING', spacing)
         widths.clear()

@@ -25,20 +25,16 @@ def _roots(root):
 # ---------------------------------------------------------------- a checkpoint of another method
 
 @pytest.mark.slow
-def test_meta_adapter_checkpoint_in_a_tip_adapter_config_is_refused(meta_run, demo_assets, tmp_path):
-    ckpt = osp.join(str(meta_run[0]), 'final.pth')
-    with pytest.raises(ValueError, match=r"was made by Meta-Adapter \(MetaAdapterHead\) but the config runs "
-                                         r"Tip-Adapter \(CacheHead\)"):
-        main_test([TIP, ckpt, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', *demo_options(demo_assets)])
+@pytest.mark.parametrize('run, ckpt_name, config, message', [
+    ('meta_run', 'final.pth', TIP,
+     r'was made by Meta-Adapter \(MetaAdapterHead\) but the config runs Tip-Adapter \(CacheHead\)'),
+    ('tip_run', 'epoch_1.pth', META,
+     r'was made by Tip-Adapter \(CacheHead\) but the config runs Meta-Adapter \(MetaAdapterHead\)')])
+def test_checkpoint_of_another_method_is_refused(request, demo_assets, tmp_path, run, ckpt_name, config, message):
+    ckpt = osp.join(str(request.getfixturevalue(run)[0]), ckpt_name)
+    with pytest.raises(ValueError, match=message):
+        main_test([config, ckpt, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', *demo_options(demo_assets)])
     assert not osp.exists(tmp_path / 'wd')
-
-
-@pytest.mark.slow
-def test_tip_adapter_checkpoint_in_a_meta_adapter_config_is_refused(tip_run, demo_assets, tmp_path):
-    ckpt = osp.join(str(tip_run[0]), 'epoch_1.pth')
-    with pytest.raises(ValueError, match=r'was made by Tip-Adapter \(CacheHead\) but the config runs '
-                                         r'Meta-Adapter \(MetaAdapterHead\)'):
-        main_test([META, ckpt, '--work-dir', str(tmp_path / 'wd'), '--cfg-options', *demo_options(demo_assets)])
 
 
 def test_checkpoint_of_another_clip_is_refused():
