@@ -8,7 +8,15 @@ base_classes = 'meta_adapter/oxford_pets'  # the published split (tip_adapter_mm
 # the dataset's settings (top-level keys of its _base_ file) where the head, the loop and the metrics read them
 model = dict(head=dict(type='MetaAdapterHead', num_classes={{_base_.num_classes}}, num_shots={{_base_.num_shots}},
                        base_classes=base_classes, loss_classes='all'))
-train_dataloader = dict(batch_size=64)
+# the data protocol: 'default', the project's (cache: the K-shot train sample; queries: its base-class images,
+# or query_shots held-out images per base class; evaluated: the whole test split), or 'meta_adapter_official',
+# Meta-Adapter's own (with hp_selection='legacy_test': see the *_official.py configs and the README)
+data_protocol = 'default'
+query_shots = None
+train_dataloader = dict(batch_size=64, dataset=dict(protocol=data_protocol, base_classes=base_classes,
+                                                    query_shots=query_shots))
+val_dataloader = dict(dataset=dict(protocol=data_protocol, base_classes=base_classes))
+test_dataloader = dict(dataset=dict(protocol=data_protocol, base_classes=base_classes))
 train_cfg = dict(hp_selection={{_base_.hp_selection}})
 val_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', base_classes=base_classes, topk=(1, 5))
 test_evaluator = dict(_delete_=True, type='BaseNovelAccuracy', base_classes=base_classes, topk=(1, 5))

@@ -59,7 +59,7 @@ def test_tip_adapter_checkpoint_cannot_resume_a_finetuning_run(tip_run, demo_ass
 # ---------------------------------------------------------------- settings ignored or accepted silently
 
 @pytest.mark.parametrize('option, message', [
-    ('num_shot=4', r"unknown top-level key 'num_shot' \(did you mean \['num_shots'\]\?\)"),
+    ('num_shot=4', r"unknown top-level key 'num_shot' \(did you mean \['num_shots'"),
     ('data_root=/elsewhere', r"'data_root' is a variable of the config file.*train_dataloader\.dataset\.data_root"),
     ('search_scale=[-5,-5]', r'search_scale must be two numbers > 0, \[beta, alpha\], got \[-5, -5\]'),
     ('num_shots=1.5', r'num_shots must be an integer >= 0 .*, got 1.5'),

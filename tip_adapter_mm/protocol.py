@@ -58,6 +58,26 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+#: the data protocols of the few-shot datasets (``FewShotDataset(protocol=...)``, the configs' ``data_protocol``):
+#: 'default', the project's; 'meta_adapter_official', Meta-Adapter's official one (supports sampled from the
+#: validation split, a K-shot sample of the novel test images evaluated, the readers' per-dataset quirks),
+#: which selects on test and is therefore used with ``hp_selection='legacy_test'`` (or 'none')
+DATA_PROTOCOLS = ('default', 'meta_adapter_official')
+#: the hp_selection modes each data protocol can be used with
+DATA_PROTOCOL_SELECTION = {'default': HP_SELECTION, 'meta_adapter_official': ('legacy_test', 'none')}
+
+
+def check_data_protocol(data_protocol: str, hp_selection: str):
+    """Raise a ``ValueError`` for an unknown data protocol or one used with a selection it has no split for."""
+    if data_protocol not in DATA_PROTOCOLS:
+        raise ValueError(f'data_protocol must be one of {DATA_PROTOCOLS}, got {data_protocol!r}')
+    allowed = DATA_PROTOCOL_SELECTION[data_protocol]
+    if hp_selection not in allowed:
+        raise ValueError(f'data_protocol={data_protocol!r} has no validation split (its supports are the validation '
+                         f'sample, and the official code selects the epoch on test): hp_selection must be one of '
+                         f'{allowed}, got {hp_selection!r}')
+
+
 def epoch_rule_label(rule: str) -> str:
     """``results.json``'s ``selection_split`` of an epoch rule."""
     return 'test (legacy)' if rule == 'legacy_test' else 'val'

@@ -18,7 +18,7 @@ import difflib
 import math
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from .protocol import HP_SELECTION
+from .protocol import DATA_PROTOCOLS, HP_SELECTION
 
 #: what fine-tuning reads: the stored augmented views, or the images
 TRAIN_FROM = ('feature_bank', 'image')
@@ -110,8 +110,12 @@ SETTINGS: Dict[str, Tuple[Callable[[Mapping], List[Path]], str]] = {
     'hp_selection': (_loop('hp_selection'), f'what alpha, beta and the epoch are chosen on {HP_SELECTION}'),
     'max_epochs': (_loop('max_epochs'), 'training epochs (the cosine schedule follows)'),
     'train_from': (_loop('train_from'), "what fine-tuning reads: 'feature_bank' (stored views) or 'image'"),
-    'base_classes': (_join(_head('base_classes'), _evaluators('base_classes')),
+    'base_classes': (_join(_head('base_classes'), _evaluators('base_classes'), _datasets('base_classes')),
                      'the base classes of a base/novel protocol'),
+    'data_protocol': (_datasets('protocol'), f'the data protocol of a Meta-Adapter config {DATA_PROTOCOLS}: the '
+                      "project's, or Meta-Adapter's official one (with hp_selection='legacy_test')"),
+    'query_shots': (_datasets('query_shots'), "Meta-Adapter's meta-training queries per base class held out of the "
+                    'K-shot sample (None: the base-class images of the sample)'),
 }
 
 
@@ -151,6 +155,8 @@ VALID: Dict[str, Tuple[Callable[[Any, Mapping], bool], str]] = {
     'hp_selection': (lambda v, cfg: v in HP_SELECTION, f'one of {HP_SELECTION}'),
     'max_epochs': (lambda v, cfg: _is_int(v) and v >= 1, '>= 1 to fine-tune'),
     'train_from': (lambda v, cfg: v in TRAIN_FROM, f'one of {TRAIN_FROM}'),
+    'data_protocol': (lambda v, cfg: v in DATA_PROTOCOLS, f'one of {DATA_PROTOCOLS}'),
+    'query_shots': (lambda v, cfg: v is None or (_is_int(v) and v >= 1), 'None or an integer >= 1'),
     'base_classes': (_valid_base, "None, a non-empty list of distinct class indices in [0, num_classes) or of "
                      "class names, or 'meta_adapter/<dataset>' (the published split)"),
 }

@@ -8,11 +8,15 @@ import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 
-from .fewshot import check_short_classes, draw_few_shot
+from .base_novel import resolve_classes
+from ..protocol import DATA_PROTOCOLS
+from .fewshot import check_short_classes, draw_few_shot, meta_adapter_official_draws
 from .metadata import resolve_classnames, resolve_templates
 
 Item = Tuple[str, int]  # (image path relative to data_root, label)
 VAL_MODES = ('full', 'fewshot', 'holdout')
+#: the splits of a few-shot dataset
+SPLITS = ('train', 'val', 'test', 'query')
 
 
 class FewShotDataset(BaseDataset):
@@ -30,7 +34,19 @@ class FewShotDataset(BaseDataset):
       train sample, so that the list is CoOp's (``shot_K-seed_S.pkl``'s ``val``); ``'holdout'`` the same
       number held out of the train images outside the K-shot sample (the project's protocol for datasets
       without a validation split, such as ImageNet; drawn with its own seed ``f'val-{seed}'``);
-    - ``test``: the whole test split.
+    - ``test``: the whole test split;
+    - ``query``: Meta-Adapter's meta-training queries, images of the ``base_classes``: by default the base-class
+      images of the K-shot train sample (the supports themselves); with ``query_shots=Q``, Q images per base
+      class of train held out of the K-shot sample (and of a held-out validation split), drawn with their own
+      seed ``f'query-{seed}'``, so that the adapter is meta-trained on queries that are not its supports.
+
+    ``protocol='meta_adapter_official'`` gives Meta-Adapter's official data protocol instead
+    (:func:`~tip_adapter_mm.datasets.fewshot.meta_adapter_official_draws`, one ``random.Random(seed)`` stream
+    in the official order): ``query`` = the official ``train`` (K per base class of train; all classes for
+    OxfordPets and EuroSAT), ``train`` (the cache supports) = the official ``full`` (K per class of the
+    **validation** split; of train for ImageNet), ``test`` = the official evaluated set (K per novel class of
+    the **test** split with replacement; all novel test images for ImageNet); ``val`` is empty (the official
+    code selects on test: use it with ``hp_selection='legacy_test'``).
 
     A class with fewer than K images (K = ``num_shots``, or the validation count) is handled as
     ``short_classes`` says: ``'keep_all'`` keeps all its images (Dassl's default, so CoOp's), ``'replace'``
@@ -59,6 +75,11 @@ class FewShotDataset(BaseDataset):
         split_file (str, optional): a sampled list written by an earlier run (``fewshot_split.json``, or one
             converted from CoOp's pickles): its train (and val) lists are used instead of sampling. A file
             without a val list gives a ``'fewshot'`` val drawn after the seed's own train sample.
+        protocol (str): 'default' (the project's protocol) or 'meta_adapter_official' (see above).
+        base_classes (optional): the base classes (a class spec of :mod:`~tip_adapter_mm.datasets.base_novel`),
+            required by the ``query`` split and by the official Meta-Adapter protocol.
+        query_shots (int, optional): held-out queries per base class of the ``query`` split (default: the
+            base-class images of the K-shot sample).
         skip_unreadable (bool): check every image of the split when loading and leave out the unreadable
             ones (counted in ``metainfo['skipped_images']``); by default an unreadable image is an error
             that names the file when it is read.
@@ -82,10 +103,20 @@ class FewShotDataset(BaseDataset):
                  short_classes: Optional[str] = None,
                  allow_replacement: Optional[bool] = None,
                  split_file: Optional[str] = None,
+                 protocol: str = 'default',
+                 base_classes=None,
+                 query_shots: Optional[int] = None,
                  skip_unreadable: bool = False,
                  **kwargs):
-        if split not in ('train', 'val', 'test'):
-            raise ValueError(f"split must be 'train', 'val' or 'test', got '{split}'")
+        if split not in SPLITS:
+            raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
+        if protocol not in DATA_PROTOCOLS:
+            raise ValueError(f'protocol (the data_protocol setting) must be one of {DATA_PROTOCOLS}, got {protocol!r}')
+        if query_shots is not None and (not isinstance(query_shots, int) or isinstance(query_shots, bool)
+                                        or query_shots < 1):
+            raise ValueError(f'query_shots must be None or an integer >= 1, got {query_shots!r}')
+        if protocol != 'default' and num_shots is None:
+            raise ValueError(f'protocol={protocol!r} samples K images per class: num_shots must be given')
         if val_mode is not None and val_mode not in VAL_MODES:
             raise ValueError(f'val_mode must be one of {VAL_MODES}, got {val_mode!r}')
         if allow_replacement is not None:
@@ -102,6 +133,9 @@ class FewShotDataset(BaseDataset):
         self.short_classes = check_short_classes(short_classes if short_classes is not None else
                                                  self.DEFAULT_SHORT_CLASSES)
         self.split_file = split_file
+        self.protocol = protocol
+        self.base_classes = base_classes
+        self.query_shots = query_shots
         self.skip_unreadable = skip_unreadable
         self._classnames_arg = classnames
         metainfo = dict(templates=tuple(resolve_templates(templates)))
@@ -186,7 +220,15 @@ class FewShotDataset(BaseDataset):
                              f'num_shots is {self.num_shots}')
         return items
 
+    def _base(self, names: List[str]) -> set:
+        if self.base_classes is None:
+            raise ValueError(f"the {self.split!r} split of {type(self).__name__} (protocol={self.protocol!r}) needs "
+                             'base_classes (the base_classes setting of a Meta-Adapter config)')
+        return set(resolve_classes(self.base_classes, len(names), names))
+
     def _select(self, splits: Dict[str, object], names: List[str]) -> List[Item]:
+        if self.protocol == 'meta_adapter_official':
+            return self._select_official(splits, names)
         if self.split == 'test':
             return splits['test']
         train = splits['train']
@@ -201,23 +243,69 @@ class FewShotDataset(BaseDataset):
         given = self._from_split_file('train')
         if self.split == 'train':
             return given if given is not None else train_sample(log=True)
+        if self.split == 'query':
+            return self._queries(splits, names, given if given is not None else train_sample(log=False))
         given_val = self._from_split_file('val')
         if given_val is not None:
             return given_val
-        # without a validation split (ImageNet) every mode holds the validation images out of train
-        mode = self.val_mode if splits.get('val') is not None else 'holdout'
-        mode = mode or 'full'
+        mode = self._val_mode(splits)
         if mode == 'full':
             return splits['val']
-        k = self.val_shots if self.val_shots is not None else min(self.num_shots or 4, 4)
         if mode == 'holdout':
-            sampled = given if given is not None else train_sample(log=False)
-            index = {item: i for i, item in enumerate(train)}
-            exclude = {index[item] for item in sampled if item in index}
-            return self._draw(random.Random(f'val-{self.seed}'), train, k, names,
-                              f'{source} outside the few-shot sample', exclude=exclude)
+            return self._holdout_val(train, given if given is not None else train_sample(log=False), names)
         train_sample(log=False)  # advances the stream as CoOp's train sample does
-        return self._draw(rng, splits['val'], k, names, f"the validation split of '{self.data_root}'")
+        return self._draw(rng, splits['val'], self._val_shots(), names,
+                          f"the validation split of '{self.data_root}'")
+
+    def _val_mode(self, splits) -> str:
+        # without a validation split (ImageNet) every mode holds the validation images out of train
+        return (self.val_mode if splits.get('val') is not None else 'holdout') or 'full'
+
+    def _val_shots(self) -> int:
+        return self.val_shots if self.val_shots is not None else min(self.num_shots or 4, 4)
+
+    def _holdout_val(self, train: List[Item], sampled: List[Item], names: List[str], log: bool = True) -> List[Item]:
+        index = {item: i for i, item in enumerate(train)}
+        exclude = {index[item] for item in sampled if item in index}
+        return self._draw(random.Random(f'val-{self.seed}'), train, self._val_shots(), names,
+                          f"the train split of '{self.data_root}' outside the few-shot sample", exclude=exclude,
+                          log=log)
+
+    def _queries(self, splits, names: List[str], sampled: List[Item]) -> List[Item]:
+        """Meta-Adapter's queries: the base-class items of the K-shot sample, or ``query_shots`` per base class
+        held out of it (and of a held-out validation split)."""
+        base = self._base(names)
+        if self.query_shots is None:
+            return [item for item in sampled if item[1] in base]
+        train = splits['train']
+        taken = set(sampled)
+        if self._val_mode(splits) == 'holdout' and self._from_split_file('val') is None:
+            taken |= set(self._holdout_val(train, sampled, names, log=False))
+        pool = [item for item in train if item[1] in base and item not in taken]
+        return self._draw(random.Random(f'query-{self.seed}'), pool, self.query_shots, names,
+                          f"the base classes of the train split of '{self.data_root}' outside the few-shot sample")
+
+    def _select_official(self, splits: Dict[str, object], names: List[str]) -> List[Item]:
+        """The split under Meta-Adapter's official data protocol (see the class docstring)."""
+        if self.split == 'val':
+            return []  # the official code has no validation split: it selects on test
+        given = self._from_split_file(self.split)
+        if given is not None:
+            return given
+        labels = {key: None if splits.get(key) is None else [label for _, label in splits[key]]
+                  for key in ('train', 'val', 'test')}
+        if labels['test'] is None and self.split == 'test':
+            raise ValueError(f"'{self.data_root}' has no test split")
+        draws = meta_adapter_official_draws(labels, sorted(self._base(names)), self.num_shots, self.seed,
+                                            getattr(self, 'dataset_name', None), names)
+        source, drawn = draws[{'query': 'query', 'train': 'support', 'test': 'test'}[self.split]]
+        self._metainfo['short_classes'] = dict(drawn.short)
+        if drawn.short:
+            print_log(f'{type(self).__name__} {self.split} split (protocol {self.protocol!r}): {len(drawn.short)} '
+                      f'classes of the {source} split have fewer than {self.num_shots} images; sampled with '
+                      f'replacement as the official reader does: {dict(list(drawn.short.items())[:20])}',
+                      logger='current')
+        return [splits[source][i] for i in drawn.indices]
 
     # -- BaseDataset API -----------------------------------------------------------------------------
     def load_data_list(self) -> List[dict]:

@@ -143,12 +143,19 @@ class FewShotImageFolder(FewShotDataset):
         if self.image_prefix and self._classnames_arg is None:
             names = self._coop_classnames(classes)
         splits = dict(classnames=names or list(classes), train=train, val=None, test=None)
-        if self.split in ('val', 'test') and self.split_dirs[self.split] is not None:
-            folder, split_classes, items = self._scan_split(self.split)
+        # the official Meta-Adapter protocol draws every split from one stream: it reads them all; the held-out
+        # queries depend on whether there is a validation split
+        needed = {'query': ('val', ), 'val': ('val', ), 'test': ('test', )}.get(self.split, ())
+        if self.protocol != 'default':
+            needed = ('val', 'test')
+        for split in needed:
+            if split not in ('val', 'test') or self.split_dirs[split] is None:
+                continue
+            folder, split_classes, items = self._scan_split(split)
             if tuple(split_classes) != tuple(classes):
                 missing = sorted(set(classes) - set(split_classes))[:5]
                 extra = sorted(set(split_classes) - set(classes))[:5]
                 raise ValueError(f"class folders of '{folder}' differ from the train split's: "
                                  f'missing {missing}, unexpected {extra}')
-            splits[self.split] = items
+            splits[split] = items
         return splits

@@ -1,6 +1,8 @@
 """Few-shot sampling, compatible with Dassl/CoOp's ``generate_fewshot_dataset`` (pure Python)."""
 import random
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from ..protocol import DATA_PROTOCOLS  # noqa: F401 (the table of data protocols, kept with the selection ones)
 
 #: what to do with a class that has fewer than K images (:func:`draw_few_shot`)
 SHORT_CLASSES = ('error', 'keep_all', 'replace')
@@ -117,3 +119,80 @@ def sample_few_shot(labels: Sequence[int], num_shots: int, seed, short_classes: 
     """
     return draw_few_shot(random.Random(seed), labels, num_shots, short_classes, exclude, classnames,
                          source).indices
+
+#: the per-dataset quirks of Meta-Adapter's official readers (``datasets/*.py`` of ArsenalCheng/Meta-Adapter):
+#: OxfordPets draws its queries from the unfiltered train split and its evaluated set from the unfiltered test
+#: split (all 37 classes), EuroSAT its queries from the unfiltered train split, UCF101 its supports with a
+#: hard-coded 16 shots
+META_ADAPTER_QUIRKS = {
+    'oxford_pets': dict(query_all_classes=True, test_all_classes=True),
+    'eurosat': dict(query_all_classes=True),
+    'ucf101': dict(support_shots=16),
+}
+
+
+def _draw_within(rng: random.Random, labels: Sequence[int], pool: List[int], num_shots: int, short_classes: str,
+                 classnames, source: str) -> FewShotDraw:
+    """:func:`draw_few_shot` on the items ``pool`` (indices into ``labels``), indices mapped back."""
+    drawn = draw_few_shot(rng, [labels[i] for i in pool], num_shots, short_classes, classnames=classnames,
+                          source=source)
+    return FewShotDraw([pool[i] for i in drawn.indices], drawn.short)
+
+
+def meta_adapter_official_draws(labels: Dict[str, Optional[Sequence[int]]], base: Sequence[int], num_shots: int,
+                                seed: int, dataset: Optional[str] = None,
+                                classnames: Optional[Sequence[str]] = None) -> Dict[str, Tuple[str, FewShotDraw]]:
+    """The three lists of Meta-Adapter's official data protocol, drawn as its readers draw them.
+
+    After ``random.seed(seed)`` each official reader draws, in this order:
+
+    - ``query`` (the official ``train``, meta-training queries): K images per base class of the train split
+      (all classes for OxfordPets and EuroSAT, :data:`META_ADAPTER_QUIRKS`);
+    - ``support`` (the official ``full``, the cache): K images per class of the **validation** split (16 for
+      UCF101);
+    - ``test`` (the official ``val``, the evaluated set): K images per novel class of the test split (all
+      classes for OxfordPets),
+
+    each with Dassl's ``generate_fewshot_dataset(repeat=True)``: a class with fewer than K images is sampled with
+    replacement. ImageNet (no validation split, ``labels['val'] is None``) follows the official ImageNet reader:
+    ``query`` = ``random.sample`` of K images per base class in label order, ``test`` = every novel-class image
+    of the test split (no draw), then ``support`` = K images per class of the **train** split, independent of
+    the queries; a class with fewer than K images is an error (``random.sample`` raises).
+
+    Args:
+        labels (dict): 'train', 'val' (None without a validation split) and 'test': the label of every item of
+            each split, in the reader's order.
+        base (sequence of int): the base classes; the novel classes are the others.
+        num_shots (int): K.
+        seed (int): the seed of ``random.seed``; the global generator is not touched.
+        dataset (str, optional): the dataset's name, for :data:`META_ADAPTER_QUIRKS`.
+        classnames (sequence of str, optional): for error messages.
+
+    Returns:
+        dict: name -> (split the indices point into, :class:`FewShotDraw`) for 'query', 'support' and 'test'.
+    """
+    quirks = META_ADAPTER_QUIRKS.get(dataset or '', {})
+    base_set = {int(c) for c in base}
+    rng = random.Random(seed)
+    train, test = list(labels['train']), list(labels['test'])
+
+    def pool(split_labels, keep_all: bool, want_base: bool) -> List[int]:
+        return [i for i, label in enumerate(split_labels) if keep_all or ((int(label) in base_set) == want_base)]
+
+    out: Dict[str, Tuple[str, FewShotDraw]] = {}
+    if labels.get('val') is None:  # the official ImageNet reader
+        query_pool = sorted(pool(train, False, True), key=lambda i: (int(train[i]), i))
+        out['query'] = ('train', _draw_within(rng, train, query_pool, num_shots, 'error', classnames,
+                                              'the base classes of the train split'))
+        out['test'] = ('test', FewShotDraw(pool(test, False, False), {}))
+        out['support'] = ('train', _draw_within(rng, train, sorted(range(len(train)), key=lambda i: (int(train[i]), i)),
+                                                num_shots, 'error', classnames, 'the train split'))
+        return out
+    val = list(labels['val'])
+    out['query'] = ('train', _draw_within(rng, train, pool(train, quirks.get('query_all_classes', False), True),
+                                          num_shots, 'replace', classnames, 'the train split'))
+    out['support'] = ('val', _draw_within(rng, val, list(range(len(val))), quirks.get('support_shots', num_shots),
+                                          'replace', classnames, 'the validation split'))
+    out['test'] = ('test', _draw_within(rng, test, pool(test, quirks.get('test_all_classes', False), False),
+                                        num_shots, 'replace', classnames, 'the test split'))
+    return out

@@ -137,9 +137,24 @@ class BuildCacheHook(Hook):
         that trains from it; views are encoded again only when the cache came from a checkpoint)."""
         if not hasattr(bank, 'set_features') or bank.features is not None:
             return
-        if self.view_features is None:
-            self.view_features, self.view_labels = self._encode_views(runner, image_dataset(bank))
-        bank.set_features(self.view_features, self.view_labels)
+        images = image_dataset(bank)
+        columns = self._cache_columns(images)
+        if columns is None:  # other images than the cache's (Meta-Adapter's held-out or official queries)
+            bank.set_features(*self._encode_views(runner, images))
+        else:
+            bank.set_features(self.view_features[:, columns], self.view_labels[columns])
+
+    def _cache_columns(self, dataset) -> Optional[list]:
+        """The positions in the cache of the images of ``dataset`` (None when one is not in the cache or the
+        cache views are not at hand)."""
+        if self.view_features is None or self.train_images is None:
+            return None
+        paths = [self.train_images.get_data_info(i).get('img_path') for i in range(len(self.train_images))]
+        position = {path: i for i, path in enumerate(paths)}
+        wanted = [dataset.get_data_info(i).get('img_path') for i in range(len(dataset))]
+        if any(path is None or path not in position for path in wanted):
+            return None
+        return [position[path] for path in wanted]
 
     def before_val(self, runner):
         self.build(runner)
@@ -187,7 +202,8 @@ class BuildCacheHook(Hook):
         self.view_features, self.view_labels = self._encode_views(runner, dataset)
         head.set_cache(clip_weights, cache_keys_from_views(self.view_features).to(device),
                        self.view_labels.to(device))
-        update_record(runner, cache_size=len(dataset), augment_epochs=self.augment_epochs)
+        update_record(runner, cache_size=len(dataset), augment_epochs=self.augment_epochs,
+                      data_protocol=getattr(dataset, 'protocol', 'default'))
         self._save_split(runner, dataset)
 
     def features(self, runner, split: str) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
@@ -215,6 +231,18 @@ class BuildCacheHook(Hook):
                      num_shots=getattr(train_dataset, 'num_shots', None), seed=getattr(train_dataset, 'seed', None),
                      classes=list(train_dataset.metainfo['classes']), train=train_dataset.split_items())
         val = image_dataset(build_dataset(runner, 'val_dataloader', self._overrides('val', runner)))
-        if val is not None and hasattr(val, 'split_items'):
+        if val is not None and hasattr(val, 'split_items') and len(val):
             split['val'] = val.split_items()
+        head = unwrap(runner.model).head
+        if getattr(head, 'base_classes', None) is not None:  # Meta-Adapter's meta-training queries
+            from ..loops.finetune_loop import training_loader
+            queries_cfg = image_dataset_cfg(training_loader(runner.cfg.train_dataloader, 'image',
+                                                            head.base_classes)['dataset'])
+            if isinstance(queries_cfg, dict) and queries_cfg.get('split') == 'query':
+                split['query'] = DATASETS.build(copy.deepcopy(queries_cfg)).split_items()
+        if getattr(train_dataset, 'protocol', 'default') != 'default':  # its evaluated set is sampled too
+            split['protocol'] = train_dataset.protocol
+            test = image_dataset(build_dataset(runner, 'test_dataloader'))
+            if test is not None and hasattr(test, 'split_items'):
+                split['test'] = test.split_items()
         atomic_json_dump(split, osp.join(runner.work_dir, 'fewshot_split.json'), indent=None)

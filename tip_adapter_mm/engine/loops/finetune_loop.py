@@ -2,14 +2,15 @@ import copy
 from typing import List, Optional, Sequence
 
 from mmengine.runner import EpochBasedTrainLoop
-from mmpretrain.registry import LOOPS
+from mmpretrain.registry import DATASETS, LOOPS
 
 from ...compat import ATOMIC_BACKEND_ARGS, cached_checkpoint_meta
+from ...datasets.few_shot_dataset import FewShotDataset
 from ...functional import tip_search_grids
-from ...protocol import get_protocol
+from ...protocol import check_data_protocol, get_protocol
 from ...settings import TRAIN_FROM
 from ..features import unwrap
-from ..hooks.build_cache_hook import find_cache_hook
+from ..hooks.build_cache_hook import find_cache_hook, image_dataset_cfg
 from ..hooks.epoch_selection_hook import EpochSelectionHook
 from ..record import timed, update_record
 from ..selection import select_alpha_beta
@@ -45,18 +46,29 @@ def training_loader(dataloader: dict, train_from: str, classes: Optional[List[in
     Args:
         dataloader (dict): the configured loader; its dataset is the few-shot image train split.
         train_from (str): 'feature_bank' or 'image'.
-        classes (optional): train on these classes only (a class spec: indices, names, 'meta_adapter/<dataset>').
+        classes (optional): the base classes of a base/novel method (a class spec: indices, names,
+            'meta_adapter/<dataset>'): it trains on the dataset's ``query`` split (Meta-Adapter's queries, whose
+            classes the dataset's protocol decides) instead of the cache images.
     """
     if train_from not in TRAIN_FROM:
         raise ValueError(f'train_from must be one of {TRAIN_FROM}, got {train_from!r}')
     loader = copy.deepcopy(dataloader)
     dataset = loader['dataset']
+    if classes is not None and _has_query_split(dataset):
+        dataset = dict(dataset, split='query')
+        dataset.setdefault('base_classes', classes)
+        classes = None  # the query split holds the classes to train on
     if train_from == 'feature_bank':
         loader['dataset'] = dict(type='FeatureBankDataset', dataset=dataset, classes=classes)
         loader['num_workers'], loader['persistent_workers'] = 0, False  # the features are in memory
     else:  # seeded per (seed, epoch, item): a resumed run draws the views of the uninterrupted one
         loader['dataset'] = dict(type='SeededImageDataset', dataset=dataset, classes=classes)
     return loader
+
+
+def _has_query_split(dataset) -> bool:
+    dataset_cls = DATASETS.get(dataset.get('type')) if isinstance(dataset, dict) else None
+    return isinstance(dataset_cls, type) and issubclass(dataset_cls, FewShotDataset)
 
 
 @LOOPS.register_module()
@@ -110,6 +122,9 @@ class FinetuneLoop(EpochBasedTrainLoop):
         self.hp_selection = hp_selection
         check_finetune_settings(max_epochs, 1, False, 1)
         if isinstance(dataloader, dict):
+            images_cfg = image_dataset_cfg(dataloader.get('dataset'))
+            if isinstance(images_cfg, dict):
+                check_data_protocol(images_cfg.get('protocol', 'default'), hp_selection)
             dataloader = training_loader(dataloader, train_from, base_classes(unwrap(runner.model).head))
         super().__init__(runner, dataloader, max_epochs=max_epochs, val_begin=int(max_epochs) + 1)
         check_finetune_settings(max_epochs, self.dataloader.batch_size, self.dataloader.drop_last,

@@ -8,7 +8,7 @@ import os.path as osp
 
 from mmengine.registry import init_default_scope
 
-from ...protocol import get_protocol
+from ...protocol import check_data_protocol, get_protocol
 from ...utils.checkpoint import CheckpointError, safe_load
 from ..identity import KEY as IDENTITY
 from ..identity import check_identity
@@ -96,15 +96,24 @@ def preflight(cfg) -> dict:
                               split_shots=getattr(images, 'num_shots', None), classnames=classes)
     train_cfg = cfg.get('train_cfg') or {}
     if train_cfg.get('type') in ('FinetuneLoop', 'TrainingFreeLoop'):
-        get_protocol(train_cfg.get('hp_selection', 'full_val'))
+        hp_selection = train_cfg.get('hp_selection', 'full_val')
+        get_protocol(hp_selection)
+        for dataset in datasets.values():
+            check_data_protocol(getattr(dataset, 'protocol', 'default'), hp_selection)
     if train_cfg.get('type') == 'FinetuneLoop' and train is not None:
+        from ..hooks.build_cache_hook import image_dataset_cfg
         from ..loops.finetune_loop import PRECISIONS, check_finetune_settings, training_loader
-        training_loader(cfg.train_dataloader, train_cfg.get('train_from', 'feature_bank'))  # a valid data path
+        # a valid data path; a base/novel head trains on the dataset's query split
+        images_cfg = image_dataset_cfg(training_loader(cfg.train_dataloader, train_cfg.get('train_from', 'feature_bank'),
+                                                       head.get('base_classes'))['dataset'])
+        num_images = len(train)
+        if isinstance(images_cfg, dict) and images_cfg.get('split') == 'query':
+            num_images = len(DATASETS.build(copy.deepcopy(images_cfg)))
         if train_cfg.get('precision', 'fp32') not in PRECISIONS:
             raise ValueError(f"train_cfg.precision must be one of {PRECISIONS}, got {train_cfg['precision']!r}")
         loader = cfg.train_dataloader
         check_finetune_settings(train_cfg.get('max_epochs'), loader.get('batch_size', 1),
-                                loader.get('drop_last', False), len(train))
+                                loader.get('drop_last', False), num_images)
     if cfg.get('load_from') and head.get('num_classes') is not None:
         check_checkpoint(cfg.load_from, head, cfg)
     return datasets
