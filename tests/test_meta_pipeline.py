@@ -1,4 +1,5 @@
 """Meta-Adapter end to end on the demo: base/novel protocol, checkpoints, transfer, distributed runs."""
+import json
 import os
 import os.path as osp
 import shutil
@@ -9,7 +10,8 @@ import torch
 from conftest import ROOT, demo_options, read_results, run_dist, run_train
 from mmengine.config import Config
 
-from tip_adapter_mm.launch import build_runner, main_test, merge_test_args, parse_test_args
+from tip_adapter_mm.launch import (build_runner, main_test, merge_test_args, merge_train_args, parse_test_args,
+                                   parse_train_args)
 
 pytestmark = pytest.mark.slow  # end-to-end runs on the demo
 
@@ -34,7 +36,11 @@ def test_queries_are_base_classes_and_only_the_adapter_trains(meta_run, demo_ass
     work_dir, res, runner = meta_run
     queries = runner.train_loop.dataloader.dataset
     labels = {int(queries.get_data_info(i)['gt_label']) for i in range(len(queries))}
-    assert len(queries) == 7 * 16 and labels == set(range(7))
+    assert len(queries) == 7 * 24 and labels == set(range(7))  # the demo's 24 held-out queries per base digit
+    split = json.loads((work_dir / 'fewshot_split.json').read_text())
+    assert len(split['query']) == 7 * 24 and not {tuple(x) for x in split['query']} & {tuple(x) for x in split['train']}
+    paths = {queries.get_data_info(i)['img_path'] for i in range(len(queries))}
+    assert paths == {osp.join(demo_assets[0], p) for p, _ in split['query']}
     trainable = [n for n, p in runner.model.named_parameters() if p.requires_grad]
     assert sorted(trainable) == ['head.alpha_proj.bias', 'head.alpha_proj.weight', 'head.k_proj.weight',
                                  'head.q_proj.weight']
@@ -125,9 +131,10 @@ def test_rank_classes_tool(demo_assets, tmp_path):
     assert min(acc[c] for c in split['base']) >= max(acc[c] for c in split['novel'])
 
 
-@pytest.mark.parametrize('options', [{'train_from': 'image'}, {'model.head.loss_classes': 'base'}])
-def test_image_queries_and_base_only_loss(meta_run, demo_assets, tmp_path, options):
-    """Both variants train on the base classes only, and train another adapter than the default run."""
+@pytest.mark.parametrize('options', [{'train_from': 'image'}, {'model.head.loss_classes': 'all'}])
+def test_image_queries_and_all_class_loss(meta_run, demo_assets, tmp_path, options):
+    """Both variants train on the base classes only, and train another adapter than the default run (whose
+    softmax runs over the base classes, the demo's setting; 'all' is the official one)."""
     res = run_train(CONFIG, tmp_path, demo_assets, **options)
     assert res['trained_in'] == ('SeededImageDataset' if 'train_from' in options else 'FeatureBankDataset')
     default = _state(meta_run[0])
@@ -135,3 +142,20 @@ def test_image_queries_and_base_only_loss(meta_run, demo_assets, tmp_path, optio
     assert not torch.equal(state['head.q_proj.weight'], default['head.q_proj.weight'])
     history = res['epoch_top1']  # the best validation epoch is kept, the later one on ties
     assert res['selected_epoch'] == max(i for i, v in enumerate(history) if v == max(history)) + 1
+
+
+def test_the_demo_schedule_trains_the_adapter(meta_run, demo_assets, tmp_path):
+    """The demo's meta-training moves the adapter and changes the validation accuracy from epoch to epoch; the
+    untrained row of the demo (learning rate 0) keeps the initial weights exactly, which are those of a freshly
+    built model (same seed, same initialisation)."""
+    work_dir, res, _ = meta_run
+    assert res['trained_param_change'] > 0.05 and len(set(res['epoch_top1'])) > 1, res['epoch_top1']
+    untrained = run_train(CONFIG, tmp_path, demo_assets, **{'optim_wrapper.optimizer.lr': 0.0, 'max_epochs': 1})
+    assert untrained['trained_param_change'] == 0.0
+    args = parse_train_args([osp.join(ROOT, CONFIG), '--work-dir', str(tmp_path / 'fresh'), '--cfg-options',
+                             *demo_options(demo_assets)])
+    fresh = build_runner(merge_train_args(Config.fromfile(args.config), args)).model.head.state_dict()
+    state = _state(tmp_path)
+    for key in ('q_proj.weight', 'k_proj.weight', 'alpha_proj.weight', 'alpha_proj.bias'):
+        assert torch.equal(state['head.' + key], fresh[key]), key
+        assert not torch.equal(_state(work_dir)['head.' + key], fresh[key]), key

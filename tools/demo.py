@@ -21,7 +21,11 @@ METHODS = [('Zero-shot CLIP', 'configs/zeroshot_digits.py', []),
            ('Tip-Adapter', 'configs/tip_digits_16shot.py', []),
            ('Tip-Adapter-F', 'configs/tip_f_digits_16shot.py', ['train_from=feature_bank']),
            ('Tip-F (image)', 'configs/tip_f_digits_16shot.py', ['train_from=image']),
-           ('Meta-Adapter', 'configs/meta_adapter_digits_16shot.py', [])]
+           ('Meta-Adapter', 'configs/meta_adapter_digits_16shot.py', []),
+           # the same adapter and initialisation, not trained: one epoch at learning rate 0 (its parameters stay
+           # exactly at their initial values: results.json's trained_param_change is 0)
+           ('Meta untrained', 'configs/meta_adapter_digits_16shot.py', ['optim_wrapper.optimizer.lr=0.0',
+                                                                        'max_epochs=1'])]
 
 
 def parse_args(argv=None):
@@ -80,7 +84,7 @@ def _mean_std(values):
 def print_table(rows, args, prep_s, total_s):
     print(f'\nEmbedded demo: digits (10 classes), tiny CLIP, {args.shots} shots, seeds {args.seeds}')
     header = (f"{'method':<16} {'val top-1':>14} {'test top-1':>14} {'novel top-1':>14} {'alpha':>13} "
-              f"{'beta':>13} {'train s':>8} {'wall s':>7}")
+              f"{'beta':>13} {'max |dw|':>9} {'train s':>8} {'wall s':>7}")
     print(header)
     print('-' * len(header))
     for method, results in rows:
@@ -89,12 +93,16 @@ def print_table(rows, args, prep_s, total_s):
         beta = _mean_std([r['beta'] for r in results]) if searched else '-'
         wall = statistics.mean(r['timings'].get('total', 0.) for r in results)
         train = statistics.mean(r['timings'].get('train', 0.) for r in results)
+        changes = [r.get('trained_param_change') for r in results]
+        change = f'{max(changes):.2g}' if all(c is not None for c in changes) else '-'
         print(f"{method:<16} {_mean_std([r['val_top1'] for r in results]):>14} "
               f"{_mean_std([r['test_top1'] for r in results]):>14} "
-              f"{_mean_std([r.get('test_novel_top1') for r in results]):>14} {alpha:>13} {beta:>13} {train:>8.2f} "
-              f"{wall:>7.1f}")
+              f"{_mean_std([r.get('test_novel_top1') for r in results]):>14} {alpha:>13} {beta:>13} {change:>9} "
+              f"{train:>8.2f} {wall:>7.1f}")
     print('novel top-1: test images of the digits 7, 8, 9, classified among all 10 classes; Meta-Adapter is '
-          'meta-trained on the other 7 digits only')
+          'meta-trained on the other 7 digits only (the demo\'s schedule: configs/meta_adapter_digits_16shot.py); '
+          '"Meta untrained" is the same adapter at its initial weights. max |dw|: the largest change of a trained '
+          'parameter, over seeds')
     print(f'(times are per run, mean over seeds; data + tiny CLIP preparation {prep_s:.1f} s, total '
           f'{total_s:.1f} s; results.json per run under {args.work_dir})')
 

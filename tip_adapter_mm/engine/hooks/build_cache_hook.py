@@ -140,7 +140,7 @@ class BuildCacheHook(Hook):
         images = image_dataset(bank)
         columns = self._cache_columns(images)
         if columns is None:  # other images than the cache's (Meta-Adapter's held-out or official queries)
-            bank.set_features(*self._encode_views(runner, images))
+            bank.set_features(*self._encode_views(runner, images, 'queries'))
         else:
             bank.set_features(self.view_features[:, columns], self.view_labels[columns])
 
@@ -166,11 +166,11 @@ class BuildCacheHook(Hook):
         value = getattr(self, name)
         return value if value is not None else runner.cfg.train_dataloader.get(name, default)
 
-    def _encode_views(self, runner, dataset):
+    def _encode_views(self, runner, dataset, desc: str = 'cache'):
         seed = self.seed if self.seed is not None else getattr(dataset, 'seed', runner.seed)
-        with timed(runner, 'cache'):
+        with timed(runner, desc):
             return encode_dataset(runner, dataset, image_dataset_cfg(runner.cfg.train_dataloader.dataset),
-                                  'train_dataloader', num_views=self.augment_epochs, seed=seed, desc='cache',
+                                  'train_dataloader', num_views=self.augment_epochs, seed=seed, desc=desc,
                                   batch_size=self._loader_arg(runner, 'batch_size', 64),
                                   num_workers=self._loader_arg(runner, 'num_workers', 0))
 

@@ -149,9 +149,11 @@ class FinetuneLoop(EpochBasedTrainLoop):
         cache_hook.fill_feature_bank(runner, self.dataloader.dataset)
         # the selection split, encoded once before training
         self.selection_hook.set_features(cache_hook.features(runner, self.selection_hook.split))
+        self._resumed_mid_run = self._epoch > 0
         if self._epoch > 0:  # resumed from a checkpoint: continue its epoch selection
             self.selection_hook.resume()
         head = unwrap(runner.model).head
+        initial = {name: p.detach().float().clone() for name, p in head.named_parameters() if p.requires_grad}
         if self.precision == 'official_fp16':
             head.half()  # in place: the optimizer keeps the same Parameter objects, its states are made fp16
         with timed(runner, 'train'):
@@ -161,6 +163,12 @@ class FinetuneLoop(EpochBasedTrainLoop):
                 self.run_epoch()
         head.float()
         runner.call_hook('after_train')  # the selection hook restores the selected keys here
+        # how far training moved the kept parameters (0 exactly when no step changed them; None after a resume,
+        # whose starting values are not the initial ones)
+        change = None if self._resumed_mid_run else max(
+            ((p.detach().float() - initial[name]).abs().max().item() for name, p in head.named_parameters()
+             if name in initial), default=0.)
+        update_record(runner, trained_param_change=change)
         select_alpha_beta(runner, cache_hook.features(runner, self.protocol.split), self.search, self.beta_grid,
                           self.alpha_grid, self.max_chunk_bytes, self.protocol.split)
         if self.hp_selection in ('legacy_test', 'none'):
