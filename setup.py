@@ -29,5 +29,6 @@ setup(
     entry_points={'console_scripts': ['tip-adapter-sweep=tip_adapter_mm.sweep.cli:main',
                                       'tip-adapter-train=tip_adapter_mm.cli.train:main',
                                       'tip-adapter-test=tip_adapter_mm.cli.test:main',
+                                      'tip-adapter-infer=tip_adapter_mm.cli.infer:main',
                                       'tip-adapter-extract=tip_adapter_mm.cli.extract_features:main']},
 )

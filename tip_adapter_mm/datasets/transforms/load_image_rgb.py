@@ -48,7 +48,9 @@ class LoadImageRGB(BaseTransform):
 
     Required Keys:
 
-    - img_path
+    - img_path (or img: a sample that arrives decoded, without img_path, passes unchanged, as from
+      mmpretrain's ``ImageClassificationInferencer``, which decodes its inputs itself (``mmcv.imread``, BGR)
+      and removes only ``LoadImageFromFile`` from the config's test pipeline)
 
     Modified Keys:
 
@@ -75,6 +77,8 @@ class LoadImageRGB(BaseTransform):
         self.backend_args = None if backend_args is None else dict(backend_args)
 
     def transform(self, results: dict) -> Optional[dict]:
+        if results.get('img_path') is None and results.get('img') is not None:
+            return results  # already decoded by the caller (mmpretrain's inferencers)
         filename = results['img_path']
         try:
             content = fileio.get(filename, backend_args=self.backend_args)

@@ -1,0 +1,5 @@
+"""Python APIs over mmpretrain's: classifying image files with a trained adapter (:func:`predict_files`, the
+implementation of ``tools/infer.py``). Not imported by ``tip_adapter_mm`` itself (it registers nothing)."""
+from .inference import IMAGE_EXTENSIONS, build_inferencer, collect_images, is_image_file, predict_files
+
+__all__ = ['IMAGE_EXTENSIONS', 'build_inferencer', 'collect_images', 'is_image_file', 'predict_files']
