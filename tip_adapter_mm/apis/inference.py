@@ -114,7 +114,7 @@ def _checkpoint_meta(checkpoint: dict) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def build_inferencer(config, checkpoint: str, device: Optional[str] = None,
+def build_inferencer(config, checkpoint: Optional[str], device: Optional[str] = None,
                      cfg_options: Optional[dict] = None):
     """mmpretrain's ``ImageClassificationInferencer`` on a trained adapter.
 
@@ -126,7 +126,11 @@ def build_inferencer(config, checkpoint: str, device: Optional[str] = None,
     Args:
         config (str | Config): the config of the run (its work dir holds a copy with the run's options).
         checkpoint (str): the checkpoint the run saved (``final.pth``, or the ``epoch_N.pth`` named by
-            ``last_checkpoint``).
+            ``last_checkpoint``), or an adapter file written by ``tools/export_adapter.py`` (``.safetensors``:
+            then the model and pipeline come from its header, ``config`` is unused (may be None) and only
+            ``model.backbone.model_name`` / ``model.backbone.pretrained`` of ``cfg_options`` apply; see
+            :func:`~tip_adapter_mm.apis.export.load_adapter`). A ``.safetensors`` ``config`` with
+            ``checkpoint=None`` is taken the same way.
         device (str, optional): 'cpu', 'cuda', 'cuda:1', ...; None: CUDA when available, else the CPU.
         cfg_options (dict, optional): merged into the config (as ``--cfg-options``), e.g. another
             ``model.backbone.pretrained``.
@@ -146,6 +150,13 @@ def build_inferencer(config, checkpoint: str, device: Optional[str] = None,
 
     from ..utils.checkpoint import safe_load
 
+    if checkpoint is None and str(config).endswith('.safetensors'):
+        config, checkpoint = None, config
+    if str(checkpoint).endswith('.safetensors'):
+        from .export import load_adapter
+        options = dict(cfg_options or {})
+        return load_adapter(checkpoint, device=device, model_name=options.get('model.backbone.model_name'),
+                            pretrained=options.get('model.backbone.pretrained'))
     if isinstance(config, Config):
         cfg = config.copy()
     else:

@@ -58,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         description='Classify images with a trained Tip-Adapter / Tip-Adapter-F / '
         'Meta-Adapter checkpoint (mmpretrain\'s ImageClassificationInferencer).', epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help="the run's config (e.g. the copy in its work dir)")
+    parser.add_argument('config', help="the run's config (e.g. the copy in its work dir), or an adapter file "
+                        'written by tools/export_adapter.py (.safetensors; then no CHECKPOINT is given)')
     parser.add_argument('checkpoint', help='the checkpoint the run saved (final.pth or epoch_N.pth)')
-    parser.add_argument('inputs', nargs='+', metavar='INPUT', help='image file, folder or .txt list of images')
+    parser.add_argument('inputs', nargs='*', metavar='INPUT', help='image file, folder or .txt list of images')
     parser.add_argument('--out', help='write the predictions (and the failures) to this .json or .csv file '
                         '(atomically)')
     parser.add_argument('--force', action='store_true', help='overwrite an existing --out file')
@@ -177,12 +178,16 @@ def main(argv=None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.config.endswith('.safetensors'):  # ADAPTER INPUT [INPUT ...]: the adapter file holds the model
+        args.inputs, args.checkpoint, args.config = [args.checkpoint] + args.inputs, args.config, None
+    if not args.inputs:
+        parser.error('no INPUT given (CONFIG CHECKPOINT INPUT [INPUT ...], or ADAPTER.safetensors INPUT ...)')
     try:
         fmt = check_out(args.out, args.force)
     except ValueError as e:
         parser.error(str(e))
     for name, path in (('config', args.config), ('checkpoint', args.checkpoint)):
-        if not osp.isfile(path):
+        if path is not None and not osp.isfile(path):
             parser.error(f"{name} '{path}' does not exist or is not a file")
     if args.device and args.device.startswith('cuda'):
         import torch
