@@ -30,5 +30,6 @@ setup(
                                       'tip-adapter-train=tip_adapter_mm.cli.train:main',
                                       'tip-adapter-test=tip_adapter_mm.cli.test:main',
                                       'tip-adapter-infer=tip_adapter_mm.cli.infer:main',
+                                      'tip-adapter-export=tip_adapter_mm.cli.export_adapter:main',
                                       'tip-adapter-extract=tip_adapter_mm.cli.extract_features:main']},
 )
