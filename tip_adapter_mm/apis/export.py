@@ -273,11 +273,13 @@ def export_adapter(checkpoint: str, out: str, config=None, force: bool = False) 
     return header
 
 
-def read_adapter(path: str):
+def read_adapter(path: str, require_model: bool = True):
     """The header and the tensors of an adapter file, read with safetensors and ``json.loads`` only.
 
     Args:
-        path (str): a file written by :func:`export_adapter`.
+        path (str): a file written by :func:`export_adapter` (or by the feature API's ``save``).
+        require_model (bool): require the model and test-pipeline configs (needed to classify images; a file
+            saved by :mod:`~tip_adapter_mm.apis.adapters` classifies features only). Defaults to True.
 
     Returns:
         tuple[dict, dict[str, torch.Tensor]]: the header and the tensors (on the CPU).
@@ -310,9 +312,12 @@ def read_adapter(path: str):
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"adapter file '{path}' has format version {version!r}; this version of tip_adapter_mm "
                          f'reads versions up to {FORMAT_VERSION}: upgrade it')
-    for key in ('model', 'test_pipeline', 'classes', 'feat_dim'):
+    for key in ('model', 'test_pipeline', 'classes', 'feat_dim') if require_model else ('feat_dim', ):
         if key not in header:
-            raise ValueError(f"adapter file '{path}': its header has no '{key}'")
+            raise ValueError(f"adapter file '{path}': its header has no '{key}'"
+                             + (' (a file of the feature API, without the model and pipeline to classify images '
+                                'with: load it with tip_adapter_mm.apis.load)' if key in ('model', 'test_pipeline')
+                                else ''))
     return header, tensors
 
 
