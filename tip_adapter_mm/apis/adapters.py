@@ -256,7 +256,8 @@ class TipAdapter(_FeatureClassifier):
                  seed: int = 0) -> dict:
         """Tip-Adapter-F: fine-tune the cache keys, keep the best validation epoch, search alpha and beta again.
 
-        The official recipe by default: cross-entropy on the head's logits, AdamW (lr 1e-3, eps 1e-4, weight
+        The official recipe by default: the head's own loss (the one the runner's Tip-Adapter-F trains with:
+        cross-entropy on its logits), AdamW (lr 1e-3, eps 1e-4, weight
         decay 0.01), cosine to 0 per step, batch 256, 20 epochs; each epoch reads one of the V stored views of
         every image (drawn from ``seed``), as the runner's feature bank does. Without validation features the
         last epoch is kept and alpha and beta are not searched.
@@ -276,7 +277,7 @@ class TipAdapter(_FeatureClassifier):
         """
         import math
 
-        import torch.nn.functional as F
+        from mmpretrain.structures import DataSample
         head = self.head
         if head.cache_size == 0:
             raise ValueError('zero-shot CLIP has no cache keys to fine-tune')
@@ -300,7 +301,8 @@ class TipAdapter(_FeatureClassifier):
             views = torch.randint(num_views, (n, ), generator=generator)
             for start in range(0, n, batch_size):
                 index = order[start:start + batch_size]
-                loss = F.cross_entropy(head.logits(l2_normalize(feats[views[index], index])), labels[index])
+                samples = [DataSample().set_gt_label(int(label)) for label in labels[index]]
+                loss = head.loss((feats[views[index], index], ), samples)['loss']  # the runner's loss
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
