@@ -1,8 +1,10 @@
 import functools
 import os
 import os.path as osp
+from collections.abc import Mapping
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
 from .few_shot_dataset import FewShotDataset
@@ -67,7 +69,10 @@ class FewShotImageFolder(FewShotDataset):
         extensions (tuple[str]): image file extensions.
         **kwargs: see :class:`FewShotDataset` (``data_root``, ``split``, ``num_shots``, ``seed``,
             ``classnames``, ``templates``, ``val_mode``, ``short_classes``, ...). The class names default to
-            the folder names (to ``classnames.txt`` in CoOp's layout).
+            the folder names (to ``classnames.txt`` in CoOp's layout); ``classnames`` may be a list in the order
+            of the sorted folders, or a ``{folder: name}`` mapping (its folders must be exactly the class
+            folders: an error lists both). Without a validation folder, the validation split is held out of
+            train (seeded, disjoint from the few-shot sample).
     """
 
     LAYOUT = ('<data_root>/<split>/<class>/<image>, or CoOp\'s <data_root>/images/<split>/<class>/<image> with '
@@ -78,6 +83,11 @@ class FewShotImageFolder(FewShotDataset):
 
     def __init__(self, *args, split_dirs: Optional[Dict[str, Optional[str]]] = None,
                  extensions: Sequence[str] = IMG_EXTENSIONS, **kwargs):
+        names = kwargs.get('classnames')
+        self._classname_map = None
+        if isinstance(names, Mapping):  # {class folder: class name}, matched by folder when the folders are read
+            self._classname_map = {str(k): str(v) for k, v in names.items()}
+            kwargs['classnames'] = None
         self.split_dirs = dict(train='train', val='val', test='test')
         self.split_dirs.update(split_dirs or {})
         self.extensions = tuple(e.lower() for e in extensions)
@@ -118,6 +128,16 @@ class FewShotImageFolder(FewShotDataset):
                              'the folder')
         return folder, classes, [(f'{rel_dir}/{rel}', label) for rel, label in items]
 
+    def _mapped_classnames(self, classes: Sequence[str]) -> List[str]:
+        """The names of ``classes`` (the class folders, in label order) from the ``{folder: name}`` mapping."""
+        given, found = set(self._classname_map), set(classes)
+        if given != found:
+            raise ValueError(f"classnames maps the folders {sorted(given)} but the class folders of "
+                             f"'{osp.join(self.data_root, self.image_prefix + self.split_dirs['train'])}' are "
+                             f'{sorted(found)} (missing from the mapping: {sorted(found - given)}; not folders: '
+                             f'{sorted(given - found)})')
+        return [self._classname_map[c] for c in classes]
+
     def _coop_classnames(self, classes: Sequence[str]) -> Optional[List[str]]:
         """The names of ``classes`` from CoOp's ``classnames.txt``; None without the file.
 
@@ -140,7 +160,9 @@ class FewShotImageFolder(FewShotDataset):
         _, classes, train = self._scan_split('train')
         self._metainfo['class_folders'] = tuple(classes)
         names = None
-        if self.image_prefix and self._classnames_arg is None:
+        if self._classname_map is not None:
+            names = self._mapped_classnames(classes)
+        elif self.image_prefix and self._classnames_arg is None:
             names = self._coop_classnames(classes)
         splits = dict(classnames=names or list(classes), train=train, val=None, test=None)
         # the official Meta-Adapter protocol draws every split from one stream: it reads them all; the held-out
@@ -150,6 +172,13 @@ class FewShotImageFolder(FewShotDataset):
             needed = ('val', 'test')
         for split in needed:
             if split not in ('val', 'test') or self.split_dirs[split] is None:
+                continue
+            if split == 'val' and not osp.isdir(osp.join(self.data_root, self.image_prefix + self.split_dirs['val'])):
+                # no validation folder: the validation images are held out of train (seeded, disjoint from the
+                # few-shot sample), as for ImageNet
+                print_log(f"{type(self).__name__}: no validation folder "
+                          f"'{osp.join(self.data_root, self.image_prefix + self.split_dirs['val'])}': the validation "
+                          'split is held out of the train images', logger='current')
                 continue
             folder, split_classes, items = self._scan_split(split)
             if tuple(split_classes) != tuple(classes):

@@ -18,7 +18,8 @@ class BaseNovelAccuracy(BaseMetric):
         base_classes (list[int] | list[str] | str, optional): the base classes, a class spec (indices, names or
             'meta_adapter/<dataset>', :mod:`tip_adapter_mm.datasets.base_novel`); without them only the overall accuracy is
             reported (e.g. a transfer to another dataset, whose classes are all new).
-        topk (sequence of int): overall top-k accuracies. Defaults to (1, 5).
+        topk (sequence of int): overall top-k accuracies. Defaults to (1, 5); a k that is not below the
+            number of classes (always 100 %) is left out.
         restrict_to_subset (bool): predict among the classes the test set has only
             (``dataset_meta['subset_classes']``, e.g. the 200 classes of ImageNet-A and -R, as CoOp evaluates
             them); without that key all classes are kept.
@@ -51,7 +52,10 @@ class BaseNovelAccuracy(BaseMetric):
         top = torch.stack([r[0] for r in results])
         labels = torch.tensor([r[1] for r in results])
         hits = top == labels.view(-1, 1)
-        metrics = {f'accuracy/top{k}': 100. * hits[:, :k].any(1).float().mean().item() for k in self.topk}
+        classes = (self.dataset_meta or {}).get('classes')
+        # top-k with k >= the class count is 100 % by construction: not reported (top-1 always is)
+        topk = [k for k in self.topk if k == 1 or not classes or k < len(classes)]
+        metrics = {f'accuracy/top{k}': 100. * hits[:, :k].any(1).float().mean().item() for k in topk}
         if self.base_classes is not None:
             base = resolve_classes(self.base_classes, classnames=(self.dataset_meta or {}).get('classes'),
                                    what='the evaluator\'s base_classes')

@@ -58,7 +58,9 @@ class ResultsHook(Hook):
         update_record(
             runner,
             method=cfg.get('method', cfg.model.get('head', {}).get('type')),
-            dataset=cfg.get('dataset_name', train_ds.get('type')),
+            # the config's dataset_name; without one (a user's own folder), the name of its data root
+            dataset=cfg.get('dataset_name') or (osp.basename(osp.normpath(str(train_ds['data_root'])))
+                                                if train_ds.get('data_root') else train_ds.get('type')),
             num_shots=cfg.model.get('head', {}).get('num_shots', train_ds.get('num_shots')),
             seed=train_ds.get('seed'),
             backbone=backbone.get('model_name'),
