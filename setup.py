@@ -24,6 +24,9 @@ setup(
         'filelock',  # the work dir lock
         'scikit-learn',  # the embedded demo's images
         'matplotlib',
+        'pandas',  # the sweep's tables (runs.csv, report.csv/.md/.tex)
+        'tabulate',  # pandas' to_markdown
+        'Jinja2',  # pandas' to_latex
     ],
     extras_require={'tests': ['pytest']},
     entry_points={'console_scripts': ['tip-adapter-sweep=tip_adapter_mm.sweep.cli:main',

@@ -638,3 +638,169 @@ def test_published_numbers():
              'Tip-Adapter-F': {16: 75.83, 8: 72.45, 4: 69.67, 2: 66.65, 1: 64.60}}
     for method, expected in means.items():
         assert {k: round(v, 2) for k, v in dataset_mean(method).items()} == expected
+
+
+# ----------------------------------------------------------------------------------------------------------
+# outputs a paper can use: runs.csv, report.csv / report.tex, plots as PNG, PDF and SVG with offset error bars
+
+
+def _flat(record, prefix=''):
+    """A results.json record flattened as runs.csv holds it (nested objects as key.subkey, lists as JSON)."""
+    flat = {}
+    for key, value in record.items():
+        name = f'{prefix}{key}'
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, name + '.'))
+        elif isinstance(value, (dict, list)):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = '' if value is None else str(value)
+    return flat
+
+
+def test_runs_csv_has_one_row_per_run_with_every_field(tmp_path):
+    _write(tmp_path, ('dtd',), shots=(1, 2), seeds=(1, 2))
+    extra = dict(method='Tip-Adapter-F', dataset='dtd', num_shots=4, seed=7, backbone='RN50', test_top1=55.25,
+                 timings=dict(train=12.5, test=1.25), skipped_images=dict(train=0, test=2),
+                 alphas=[1.0, 2.5], val_top1=None, official=True)
+    atomic_json_dump(extra, str(tmp_path / 'tip_f' / 'shot4_seed7' / 'results.json'))
+    # the same run found twice (grp/shot1_seed3 and grp_seed3 are one experiment): the older is left out
+    older = dict(method='Tip-Adapter', dataset='eurosat', num_shots=1, seed=3, backbone='RN50', test_top1=10.)
+    atomic_json_dump(older, str(tmp_path / 'grp_seed3' / 'results.json'))
+    os.utime(tmp_path / 'grp_seed3' / 'results.json', (1_000_000, 1_000_000))
+    atomic_json_dump({**older, 'test_top1': 20.}, str(tmp_path / 'grp' / 'shot1_seed3' / 'results.json'))
+    paths = write_reports(str(tmp_path), io.StringIO())
+    assert paths['runs'] == str(tmp_path / 'runs.csv')
+    with open(tmp_path / 'runs.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    records = _results(tmp_path)
+    assert len(rows) == len(records) == 4 + 1 + 2  # one row per results.json
+    by_path = {row['results_json']: row for row in rows}
+    assert set(by_path) == {f'{folder}/results.json' for folder in records}
+    for folder, record in records.items():
+        row = by_path[f'{folder}/results.json']
+        flat = _flat(record)
+        assert {k: row[k] for k in flat} == flat  # every field, with its value
+        assert not [k for k in row if k not in flat and k not in ('results_json', 'report_row', 'in_report')
+                    and row[k] != '']  # and nothing else
+    row = by_path['tip_f/shot4_seed7/results.json']
+    assert row['timings.train'] == '12.5' and row['skipped_images.test'] == '2'
+    assert json.loads(row['alphas']) == [1.0, 2.5] and row['val_top1'] == '' and row['official'] == 'True'
+    assert 'timings' not in row and row['report_row'] == 'Tip-Adapter-F'
+    assert by_path['grp_seed3/results.json']['in_report'] == 'False'
+    assert by_path['grp/shot1_seed3/results.json']['in_report'] == 'True'
+    assert sum(r['in_report'] == 'True' for r in rows) == 6
+    # the report counted the newer of the two
+    row = next(r for r in _csv_rows(tmp_path) if r['method'] == 'Tip-Adapter' and r['shots'] == '1')
+    assert float(row['eurosat mean']) == pytest.approx(20.) and row['eurosat n'] == '1'
+
+
+def test_report_csv_and_latex_hold_mean_std_and_n(tmp_path):
+    import pandas as pd
+    _write(tmp_path, ('oxford_pets', 'dtd'), shots=(1, 4), seeds=(1, 2, 3))
+    _write(tmp_path, ('dtd',), method='Meta-Adapter', shots=(4,), seeds=(5,))  # one seed: no std
+    paths = write_reports(str(tmp_path), io.StringIO())
+    frame = pd.read_csv(paths['csv'])
+    assert list(frame.columns[:3]) == ['backbone', 'method', 'shots']
+    for col in ('oxford_pets', 'dtd', 'avg (2 datasets)'):
+        assert {f'{col} mean', f'{col} std', f'{col} n'} <= set(frame.columns)
+    tip = frame[(frame.method == 'Tip-Adapter') & (frame.shots == 4)].iloc[0]
+    values = [_accuracy('dtd', 4, s) for s in (1, 2, 3)]
+    assert tip['dtd mean'] == pytest.approx(statistics.fmean(values), abs=1e-4)
+    assert tip['dtd std'] == pytest.approx(statistics.stdev(values), abs=1e-4) and tip['dtd n'] == 3
+    meta = frame[frame.method == 'Meta-Adapter'].iloc[0]
+    assert meta['dtd n'] == 1 and pd.isna(meta['dtd std']) and pd.isna(meta['oxford_pets mean'])
+
+    assert paths['tex'] == str(tmp_path / 'report.tex')
+    with open(paths['tex']) as f:
+        tex = f.read()
+    # RN50: the table, then the published numbers of its methods
+    assert tex.count(r'\begin{tabular}') == tex.count(r'\end{tabular}') == 2
+    assert f'% {LABEL}' in tex and 'Tip-Adapter & 16 & 88.14 & 60.93 \\\\\n' in tex  # over its datasets
+    body = tex[tex.index(r'\begin{tabular}'):tex.index(r'\end{tabular}')]
+    spec = re.match(r'\\begin\{tabular\}\{(\w+)\}', body).group(1)
+    lines = [line for line in body.splitlines()[1:] if line.endswith(r'\\')]
+    header, rows = lines[0], lines[1:]
+    assert header == r'method & shots & oxford\_pets & dtd & avg (2 datasets) & n \\'
+    assert all(line.count('&') == len(spec) - 1 for line in lines)  # as many cells as the column spec says
+    assert [tuple(r.split(' & ')[:2]) for r in rows] == [('Tip-Adapter', '1'), ('Tip-Adapter', '4'),
+                                                          ('Meta-Adapter', '4')]
+    tip4 = rows[1].split(' & ')
+    assert tip4[3] == f'${statistics.fmean(values):.2f} \\pm {statistics.stdev(values):.2f}$'
+    assert tip4[-1] == r'3 \\'
+    meta = rows[2].split(' & ')
+    assert meta[2] == '--' and meta[3] == f'${_accuracy("dtd", 4, 5, "Meta-Adapter"):.2f}$' and meta[-1] == r'1 \\'
+    for path in (paths['csv'], paths['tex'], paths['md']):
+        assert not [f for f in os.listdir(osp.dirname(path)) if f.endswith('.tmp')]
+
+
+def test_latex_escapes_names_and_lists_the_published_numbers(tmp_path):
+    from tip_adapter_mm.sweep.report import render_latex, tex_escape
+    assert tex_escape('a_b & 50% #1 {x} $') == r'a\_b \& 50\% \#1 \{x\} \$'
+    results = [Result(path=f'/{g}/{s}', method='Tip-Adapter-F', dataset='fgvc_aircraft', backbone='ViT-B/16',
+                      shots=16, seed=s, top1=70. + s, config=g, mtime=0.)
+               for g in ('tip_f_a', 'tip_f_b') for s in (1, 2)]
+    tex = render_latex(aggregate(label_and_dedupe(results)[0]))
+    assert r'method & shots & fgvc\_aircraft & n \\' in tex
+    assert r'Tip-Adapter-F [tip\_f\_a] & 16 & $71.50 \pm 0.71$ & 2 \\' in tex
+    assert tex.count(r'\begin{tabular}') == 1  # ViT-B/16: nothing published
+    for r in results:
+        r.backbone = 'RN50'
+    tex = render_latex(aggregate(label_and_dedupe(results[:2])[0]))
+    assert tex.count(r'\begin{tabular}') == 2  # RN50: the published numbers follow
+    assert 'Tip-Adapter-F & 16 & 35.55 \\\\\n' in tex
+
+
+def test_plots_in_three_formats_at_print_resolution(tmp_path):
+    from PIL import Image
+    _write(tmp_path, ('eurosat',), shots=(1, 2), seeds=(1, 2))
+    _write(tmp_path, ('eurosat',), method='Tip-Adapter-F', shots=(1, 2), seeds=(1, 2))
+    paths = write_reports(str(tmp_path), io.StringIO())
+    plots = tmp_path / 'plots'
+    assert paths['eurosat'] == str(plots / 'eurosat.png')
+    assert paths['eurosat (pdf)'] == str(plots / 'eurosat.pdf')
+    assert paths['eurosat (svg)'] == str(plots / 'eurosat.svg')
+    with open(plots / 'eurosat.png', 'rb') as f:
+        assert f.read(8) == PNG_MAGIC
+    with Image.open(plots / 'eurosat.png') as image:
+        dpi = image.info.get('dpi')
+        assert dpi and min(dpi) >= 200, dpi
+        assert image.size[0] >= 1200
+    with open(plots / 'eurosat.pdf', 'rb') as f:
+        assert f.read(5) == b'%PDF-'
+    with open(plots / 'eurosat.svg') as f:
+        svg = f.read()
+    assert '<svg' in svg and svg.rstrip().endswith('</svg>')
+    assert not [f for f in os.listdir(plots) if f.endswith('.tmp') or f.startswith('.')]
+    with open(tmp_path / 'report.md') as f:
+        md = f.read()
+    assert '![eurosat](plots/eurosat.png) ([PDF](plots/eurosat.pdf), [SVG](plots/eurosat.svg))' in md
+
+
+def test_error_bars_of_methods_are_offset(tmp_path):
+    from tip_adapter_mm.sweep.plots import dataset_figure, errorbar_offsets, shifted
+    for n in range(1, 9):
+        offsets = errorbar_offsets(n)
+        assert len(set(offsets)) == n and sum(offsets) == pytest.approx(0.)
+        assert max(offsets) - min(offsets) <= 0.4 + 1e-9  # within 0.4 octaves: 1 and 2 shots never meet
+    assert shifted([1, 4], 1.) == [2., 8.]
+    results = [Result(path=f'/{m}/{k}/{s}', method=m, dataset='eurosat', backbone='RN50', shots=k, seed=s,
+                      top1=50. + k + s, config=m, mtime=0.)
+               for m, shots in (('Zero-shot CLIP', (0,)), ('Tip-Adapter', (1, 16)), ('Tip-Adapter-F', (1, 16)),
+                                ('Meta-Adapter', (1, 16))) for k in shots for s in (1, 2)]
+    fig, labels = dataset_figure(aggregate(label_and_dedupe(results)[0]), 'eurosat')
+    ax = fig.axes[0]
+    bars = {c.get_label(): c for c in ax.containers}
+    assert set(bars) == {'Tip-Adapter', 'Tip-Adapter-F', 'Meta-Adapter'}
+    xs = {label: list(c.lines[0].get_xdata()) for label, c in bars.items()}
+    assert len({tuple(x) for x in xs.values()}) == 3  # each method at its own x
+    for x in xs.values():
+        assert x[0] == pytest.approx(1, rel=0.2) and x[1] == pytest.approx(16, rel=0.2)  # near its shots
+        assert x[1] / x[0] == pytest.approx(16)  # the same shift at every shots
+    # the bars too (their segments' x), not only the markers
+    for label, c in bars.items():
+        segments = c.lines[2][0].get_segments()
+        assert [s[0][0] for s in segments] == pytest.approx(xs[label])
+    # the published series stay at the exact shots
+    published_lines = [line for line in ax.get_lines() if line.get_label() == f'Tip-Adapter: {LABEL}']
+    assert list(published_lines[0].get_xdata()) == [1, 2, 4, 8, 16]

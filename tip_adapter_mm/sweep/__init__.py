@@ -11,10 +11,12 @@ depend on the shots: they run once per seed, in ``shot0_seed<S>``. The sweep exi
 no valid results.json at the end; interrupted (SIGINT, SIGTERM), it stops the running run's process group and
 exits with 128 + the signal number.
 
-The report step reads every ``results.json`` under the work dir and writes ``report.md`` and ``report.csv``
-(rows: method and shots, columns: datasets, cells: mean ± sample std of test top-1 over seeds, and n) and
-``plots/<dataset>.png`` (accuracy against shots on a log2 axis, one line per method with std error bars, and
-the published RN50 numbers of :mod:`tip_adapter_mm.published` as dashed lines when the backbone is RN50).
+The report step reads every ``results.json`` under the work dir and writes, with pandas, ``report.md``,
+``report.csv`` and ``report.tex`` (rows: method and shots, columns: datasets, cells: mean ± sample std of test
+top-1 over seeds, and n), ``runs.csv`` (one row per run, every field of its results.json) and
+``plots/<dataset>.{png,pdf,svg}`` (accuracy against shots on a log2 axis, one line per method with std error bars
+offset so that methods never hide each other, and the published RN50 numbers of :mod:`tip_adapter_mm.published`
+as dashed lines when the backbone is RN50).
 
     tip-adapter-sweep --configs configs/tip_digits_16shot.py configs/zeroshot_digits.py \\
         --shots 1 2 4 8 16 --seeds 1 2 3 --work-dir work_dirs/sweep

@@ -21,7 +21,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Run configs x shots x seeds through tip-adapter-train (skipping runs that have a valid '
                     'results.json; an invalid one is moved aside and its run started again) and write report.md, '
-                    'report.csv and plots/ under the work dir. Exit status 1 when a run has no valid results.json '
+                    'report.csv, report.tex, runs.csv (one row per run) and plots/ (PNG, PDF, SVG) under the work '
+                    'dir. Exit status 1 when a run has no valid results.json '
                     '(--report-only: when the report lists problems)')
     parser.add_argument('--configs', nargs='+', default=[], metavar='CFG', help='config files to sweep')
     parser.add_argument('--shots', nargs='+', type=int, default=[1, 2, 4, 8, 16], help='shots per class')

@@ -6,7 +6,7 @@ import os
 import os.path as osp
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 from ..settings import is_zero_shot
@@ -32,6 +32,7 @@ class Result:
     config: str
     mtime: float
     label: str = ''  # the row name; the method, or 'method [config]' where two configs collide
+    record: Optional[dict] = field(default=None, repr=False, compare=False)  # the whole results.json
 
 
 def config_stem(config: str) -> str:
@@ -132,7 +133,8 @@ def collect_results(work_dir: str) -> Tuple[List[Result], List[str]]:
         results.append(Result(path=path, method=method, dataset=str(data.get('dataset') or 'unknown'),
                               backbone=str(data.get('backbone') or 'unknown'), shots=shots,
                               seed=int(seed) if isinstance(seed, (int, float)) else seed, top1=float(top1),
-                              config=config_stem(str(data.get('config') or '')), mtime=osp.getmtime(path)))
+                              config=config_stem(str(data.get('config') or '')), mtime=osp.getmtime(path),
+                              record=data))
     return results, problems
 
 
