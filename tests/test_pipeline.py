@@ -32,6 +32,17 @@ def test_results_json_fields(tip_run):
         assert key in res, key
     assert (res['method'], res['dataset'], res['num_shots'], res['seed']) == ('Tip-Adapter', 'digits', 16, 1)
     assert res['backbone'] == 'tiny-clip' and res['pretrained'].endswith('tiny_clip.pt')
+    # the software that produced it: library versions and this checkout's commit
+    import subprocess
+
+    import mmengine
+    import mmpretrain
+    import torch
+    assert (res['versions']['torch'], res['versions']['mmengine'], res['versions']['mmpretrain']) == (
+        torch.__version__, mmengine.__version__, mmpretrain.__version__)
+    assert res['versions']['open_clip'] and res['versions']['tip_adapter_mm']
+    head = subprocess.run(['git', '-C', ROOT, 'rev-parse', 'HEAD'], capture_output=True, text=True)
+    assert res['git_commit'] == (head.stdout.strip() if head.returncode == 0 else None)
     timings = res['timings']
     for stage in ('text_classifier', 'cache', 'val_features', 'search', 'test', 'total'):
         assert stage in timings, stage

@@ -116,12 +116,41 @@ class ResultsHook(Hook):
         record['target_dataset'] = record.get('dataset')
         record.setdefault('selection_split', 'none')
         record['written_by'] = f'{WRITTEN_BY} {__version__}'
+        record.update(software_versions())
         record.setdefault('val_top1', None)
         update_record(runner, **record)
         if is_main_process():
             path = osp.join(runner.work_dir, self.filename if self._trained else self.test_filename)
             atomic_json_dump(record, path)
             print_log(f'results written to {path}', logger='current')
+
+
+def software_versions() -> dict:
+    """``versions`` (torch, torchvision, open_clip, mmengine, mmcv, mmpretrain and this package) and
+    ``git_commit`` / ``git_dirty`` of this package's source tree (None outside a git checkout), for results.json."""
+    import importlib
+    import subprocess
+    versions = {}
+    for name in ('torch', 'torchvision', 'open_clip', 'mmengine', 'mmcv', 'mmpretrain'):
+        try:  # the modules' own versions (torch's includes its build, e.g. +cu130)
+            versions[name] = getattr(importlib.import_module(name), '__version__', None)
+        except ImportError:
+            versions[name] = None
+    versions['tip_adapter_mm'] = __version__
+    source = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    commit = dirty = None
+    if not osp.exists(osp.join(source, '.git')):  # an installed package: no checkout of its own
+        return dict(versions=versions, git_commit=None, git_dirty=None)
+    try:
+        out = subprocess.run(['git', '-C', source, 'rev-parse', 'HEAD'], capture_output=True, text=True, timeout=10)
+        if out.returncode == 0:
+            commit = out.stdout.strip()
+            status = subprocess.run(['git', '-C', source, 'status', '--porcelain', '--untracked-files=no'],
+                                    capture_output=True, text=True, timeout=10)
+            dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return dict(versions=versions, git_commit=commit, git_dirty=dirty)
 
 
 def _metric(metrics, name):
