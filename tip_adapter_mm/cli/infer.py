@@ -8,11 +8,9 @@ import argparse
 import csv
 import io
 import json
-import os
 import os.path as osp
 import re
 import sys
-import tempfile
 from typing import List, Optional, Sequence
 
 #: --out extension -> format
@@ -109,24 +107,12 @@ def write_atomic(path: str, text: str, force: bool = False):
         text (str): its content.
         force (bool): replace an existing file. Defaults to False (``FileExistsError``).
     """
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8', newline='') as f:
+    from ..utils.io import atomic_write_path
+    with atomic_write_path(path, durable=True) as tmp:  # removed again if the check below fails
+        with open(tmp, 'w', encoding='utf-8', newline='') as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it an ordinary file's mode
         if osp.exists(path) and not force:
             raise FileExistsError(f"'{path}' appeared while classifying: pass --force to overwrite it")
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def to_json(results: List[dict], failures: List[dict], meta: dict) -> str:
