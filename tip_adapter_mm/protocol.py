@@ -51,6 +51,15 @@ HP_SELECTION = tuple(PROTOCOLS)
 EPOCH_RULES = {'best_val': 'val', 'last': 'val', 'legacy_test': 'test'}
 
 
+def keeps_epoch(rule: str, best_top1: Optional[float], top1: float) -> bool:
+    """Whether an epoch scoring ``top1`` replaces the kept one (``best_top1``, None before the first) under
+    ``rule``: ``best_val`` keeps the later epoch on ties, ``legacy_test`` the earlier one (the official code
+    replaces only on strictly better), ``last`` always the latest."""
+    if best_top1 is None or rule == 'last':
+        return True
+    return top1 > best_top1 if rule == 'legacy_test' else top1 >= best_top1
+
+
 def get_protocol(name: str) -> Protocol:
     """The :class:`Protocol` of ``hp_selection=name``; a clear error for an unknown name."""
     if name not in PROTOCOLS:

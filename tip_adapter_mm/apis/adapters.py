@@ -24,6 +24,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from ..functional import cache_keys_from_views, l2_normalize, search_tip_hparams, tip_search_grids
+from ..protocol import keeps_epoch
 from .export import FORMAT, FORMAT_VERSION, HEADER_KEY, PREFIX, _check_out, read_adapter
 
 
@@ -294,8 +295,8 @@ class TipAdapter(_FeatureClassifier):
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * math.ceil(n / batch_size),
                                                                eta_min=0.)
         generator = torch.Generator().manual_seed(seed)
-        history, best, best_keys = [], None, None
-        for _ in range(epochs):
+        history, best, best_keys, selected = [], None, None, epochs
+        for epoch in range(1, epochs + 1):
             head.train()
             order = torch.randperm(n, generator=generator)
             views = torch.randint(num_views, (n, ), generator=generator)
@@ -313,12 +314,11 @@ class TipAdapter(_FeatureClassifier):
                 continue
             top1 = 100. * (self.predict(val_features) == torch.as_tensor(val_labels)).float().mean().item()
             history.append(top1)
-            if best is None or top1 >= best:  # the later epoch on ties
-                best, best_keys = top1, head.cache_keys.detach().clone()
+            if keeps_epoch('best_val', best, top1):  # the runner's rule: the later epoch on ties
+                best, best_keys, selected = top1, head.cache_keys.detach().clone(), epoch
         if best_keys is not None:
             with torch.no_grad():
                 head.cache_keys.copy_(best_keys)
-        selected = len(history) if best is None else max(i for i, v in enumerate(history) if v == best) + 1
         result = dict(epoch_top1=history, selected_epoch=selected)
         if val_features is not None:
             result.update(zip(('beta', 'alpha', 'val_top1'), self.search(val_features, val_labels, search_scale,

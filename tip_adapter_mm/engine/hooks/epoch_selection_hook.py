@@ -6,7 +6,7 @@ from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
 from ...functional import topk_accuracy
-from ...protocol import EPOCH_RULES, epoch_rule_label
+from ...protocol import EPOCH_RULES, epoch_rule_label, keeps_epoch
 from ..features import unwrap
 from ..record import update_record
 
@@ -64,9 +64,7 @@ class EpochSelectionHook(Hook):
             top1 = topk_accuracy(head.logits(data[0]), data[1])
         epoch = runner.epoch + 1
         self.history.append(top1)
-        better = (self.best_top1 is None or self.rule == 'last'
-                  or (top1 > self.best_top1 if self.rule == 'legacy_test' else top1 >= self.best_top1))
-        if better:
+        if keeps_epoch(self.rule, self.best_top1, top1):
             self.best_epoch, self.best_top1 = epoch, top1
             self.best_state = {name: p.detach().clone().cpu() for name, p in head.named_parameters()
                                if p.requires_grad}
