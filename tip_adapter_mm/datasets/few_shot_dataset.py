@@ -10,7 +10,7 @@ from mmengine.logging import print_log
 
 from .base_novel import resolve_classes
 from ..protocol import DATA_PROTOCOLS
-from .fewshot import check_short_classes, draw_few_shot, meta_adapter_official_draws
+from .fewshot import check_short_classes, draw_few_shot, meta_adapter_official_draws, official_support_shots
 from .metadata import resolve_classnames, resolve_templates
 
 Item = Tuple[str, int]  # (image path relative to data_root, label)
@@ -178,17 +178,30 @@ class FewShotDataset(BaseDataset):
         drawn = draw_few_shot(rng, [label for _, label in items], k, self.short_classes, exclude=exclude,
                               classnames=names, source=source)
         if log:
-            self._metainfo['short_classes'] = dict(drawn.short)
-            if drawn.short:
-                kept = 'kept all their images' if self.short_classes == 'keep_all' else \
-                    f'sampled {k} images with replacement'
-                listed = ', '.join(f"'{names[label]}' ({n})" if label < len(names) else f'label {label} ({n})'
-                                   for label, n in list(drawn.short.items())[:20])
-                more = f' and {len(drawn.short) - 20} more' if len(drawn.short) > 20 else ''
-                print_log(f'{type(self).__name__} {self.split} split: {len(drawn.short)} classes of {source} have '
-                          f'fewer than {k} images; {kept} (short_classes={self.short_classes!r}): {listed}{more}',
-                          logger='current')
+            self._record_short(drawn.short, k, names, source, self.short_classes,
+                               f'short_classes={self.short_classes!r}')
         return [items[i] for i in drawn.indices]
+
+    def _record_short(self, short: Dict[int, int], k: int, names: List[str], source: str, policy: str, why: str):
+        """List the short classes of this split's draw in ``metainfo['short_classes']`` and log them.
+
+        Args:
+            short (dict): label -> images available, of the classes with fewer than ``k``.
+            k (int): images per class drawn.
+            names (list[str]): class names, for the message.
+            source (str): where the images come from, for the message.
+            policy (str): what was done with them, 'keep_all' or 'replace'.
+            why (str): what set the policy, for the message.
+        """
+        self._metainfo['short_classes'] = dict(short)
+        if not short:
+            return
+        kept = 'kept all their images' if policy == 'keep_all' else f'sampled {k} images with replacement'
+        listed = ', '.join(f"'{names[label]}' ({n})" if label < len(names) else f'label {label} ({n})'
+                           for label, n in list(short.items())[:20])
+        more = f' and {len(short) - 20} more' if len(short) > 20 else ''
+        print_log(f'{type(self).__name__} {self.split} split: {len(short)} classes of {source} have fewer than {k} '
+                  f'images; {kept} ({why}): {listed}{more}', logger='current')
 
     def _from_split_file(self, key: str) -> Optional[List[Item]]:
         if self.split_file is None:
@@ -296,15 +309,13 @@ class FewShotDataset(BaseDataset):
                   for key in ('train', 'val', 'test')}
         if labels['test'] is None and self.split == 'test':
             raise ValueError(f"'{self.data_root}' has no test split")
-        draws = meta_adapter_official_draws(labels, sorted(self._base(names)), self.num_shots, self.seed,
-                                            getattr(self, 'dataset_name', None), names)
+        dataset = getattr(self, 'dataset_name', None)  # the official readers' quirks are per dataset
+        draws = meta_adapter_official_draws(labels, sorted(self._base(names)), self.num_shots, self.seed, dataset,
+                                            names)
         source, drawn = draws[{'query': 'query', 'train': 'support', 'test': 'test'}[self.split]]
-        self._metainfo['short_classes'] = dict(drawn.short)
-        if drawn.short:
-            print_log(f'{type(self).__name__} {self.split} split (protocol {self.protocol!r}): {len(drawn.short)} '
-                      f'classes of the {source} split have fewer than {self.num_shots} images; sampled with '
-                      f'replacement as the official reader does: {dict(list(drawn.short.items())[:20])}',
-                      logger='current')
+        k = official_support_shots(dataset, self.num_shots) if self.split == 'train' else self.num_shots
+        self._record_short(drawn.short, k, names, f'the {source} split', 'replace',
+                           f'protocol {self.protocol!r}, as the official reader does')
         return [splits[source][i] for i in drawn.indices]
 
     # -- BaseDataset API -----------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 import random
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..protocol import DATA_PROTOCOLS  # noqa: F401 (the table of data protocols, kept with the selection ones)
-
 #: what to do with a class that has fewer than K images (:func:`draw_few_shot`)
 SHORT_CLASSES = ('error', 'keep_all', 'replace')
 
@@ -131,6 +129,11 @@ META_ADAPTER_QUIRKS = {
 }
 
 
+def official_support_shots(dataset: Optional[str], num_shots: int) -> int:
+    """Supports per class of Meta-Adapter's official reader of ``dataset`` (UCF101's is 16 whatever K is)."""
+    return META_ADAPTER_QUIRKS.get(dataset or '', {}).get('support_shots', num_shots)
+
+
 def _draw_within(rng: random.Random, labels: Sequence[int], pool: List[int], num_shots: int, short_classes: str,
                  classnames, source: str) -> FewShotDraw:
     """:func:`draw_few_shot` on the items ``pool`` (indices into ``labels``), indices mapped back."""
@@ -191,7 +194,7 @@ def meta_adapter_official_draws(labels: Dict[str, Optional[Sequence[int]]], base
     val = list(labels['val'])
     out['query'] = ('train', _draw_within(rng, train, pool(train, quirks.get('query_all_classes', False), True),
                                           num_shots, 'replace', classnames, 'the train split'))
-    out['support'] = ('val', _draw_within(rng, val, list(range(len(val))), quirks.get('support_shots', num_shots),
+    out['support'] = ('val', _draw_within(rng, val, list(range(len(val))), official_support_shots(dataset, num_shots),
                                           'replace', classnames, 'the validation split'))
     out['test'] = ('test', _draw_within(rng, test, pool(test, quirks.get('test_all_classes', False), False),
                                         num_shots, 'replace', classnames, 'the test split'))
