@@ -1,3 +1,4 @@
+import glob
 import json
 import os
 import os.path as osp
@@ -46,6 +47,22 @@ def run_train(config, work_dir, assets, *extra, **overrides):
     main_train([osp.join(ROOT, config), '--work-dir', str(work_dir), *extra, '--cfg-options',
                 *demo_options(assets, **overrides)])
     return read_results(work_dir)
+
+
+def run_checkpoint(work_dir) -> str:
+    """The checkpoint a run saved: final.pth, else the one last_checkpoint names (Tip-Adapter: epoch_1.pth)."""
+    final = osp.join(str(work_dir), 'final.pth')
+    if osp.isfile(final):
+        return final
+    with open(osp.join(str(work_dir), 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
+def run_config(work_dir) -> str:
+    """The copy of the config the run dumped into its work dir (with the test's --cfg-options)."""
+    configs = glob.glob(osp.join(str(work_dir), '*.py'))
+    assert len(configs) == 1, configs
+    return configs[0]
 
 
 def read_results(work_dir, name='results.json'):

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, run_checkpoint, run_config
 
 RUNS = ('tip_run', 'meta_run')
 #: the head tensors each method's file holds
@@ -24,20 +24,6 @@ HEAD_KEYS = {
 }
 HEADER_KEYS = {'format', 'format_version', 'method', 'model', 'test_pipeline', 'classes', 'templates', 'feat_dim',
                'num_classes', 'run_identity', 'tensors', 'hp_selection'}
-
-
-def _checkpoint(work_dir) -> str:
-    final = osp.join(str(work_dir), 'final.pth')
-    if osp.isfile(final):
-        return final
-    with open(osp.join(str(work_dir), 'last_checkpoint')) as f:
-        return f.read().strip()
-
-
-def _config(work_dir) -> str:
-    configs = glob.glob(osp.join(str(work_dir), '*.py'))
-    assert len(configs) == 1, configs
-    return configs[0]
 
 
 def _test_images(assets):
@@ -63,7 +49,7 @@ def _export(run, request, tmp_path, name='adapter.safetensors'):
     from tip_adapter_mm.cli.export_adapter import main
     work_dir = request.getfixturevalue(run)[0]
     out = str(tmp_path / name)
-    assert main([_checkpoint(work_dir), out]) == 0
+    assert main([run_checkpoint(work_dir), out]) == 0
     return work_dir, out
 
 
@@ -80,7 +66,7 @@ def test_exported_adapter_predicts_as_checkpoint(run, demo_assets, request, tmp_
 
     work_dir, out = _export(run, request, tmp_path)
     paths = _test_images(demo_assets)
-    reference = build_inferencer(_config(work_dir), _checkpoint(work_dir), device='cpu')
+    reference = build_inferencer(run_config(work_dir), run_checkpoint(work_dir), device='cpu')
     loaded = load_adapter(out)
     assert tuple(loaded.classes) == tuple(reference.classes)
     assert len(loaded.classes) == 10
@@ -128,7 +114,7 @@ def test_adapter_file_is_safetensors_without_pickle(run, request, tmp_path):
         clip_weights = f.get_tensor('head.clip_weights')
     assert keys == HEAD_KEYS[run]
     assert HEADER_KEYS <= set(header)
-    checkpoint = safe_load(_checkpoint(work_dir), mmap=True)
+    checkpoint = safe_load(run_checkpoint(work_dir), mmap=True)
     meta = checkpoint['meta']
     assert header['format'] == 'tip_adapter_mm.adapter' and header['format_version'] == 1
     assert header['method'] == {'tip_run': 'Tip-Adapter', 'meta_run': 'Meta-Adapter'}[run]
@@ -177,7 +163,7 @@ def test_export_errors_write_nothing(tip_run, tmp_path, capsys):
     from tip_adapter_mm.cli.export_adapter import main
     from tip_adapter_mm.utils.checkpoint import CheckpointError
 
-    checkpoint = _checkpoint(tip_run[0])
+    checkpoint = run_checkpoint(tip_run[0])
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
 
@@ -221,10 +207,10 @@ def test_tools_script_and_config_option(meta_run, tmp_path):
     from tip_adapter_mm.utils.checkpoint import safe_load
 
     work_dir = meta_run[0]
-    checkpoint = _checkpoint(work_dir)
+    checkpoint = run_checkpoint(work_dir)
     out = str(tmp_path / 'meta.safetensors')
     proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'export_adapter.py'), checkpoint, out,
-                           '--config', _config(work_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           '--config', run_config(work_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert 'written to' in proc.stdout
     header, tensors = read_adapter(out)
@@ -233,7 +219,7 @@ def test_tools_script_and_config_option(meta_run, tmp_path):
     assert all(torch.equal(tensors[k], state['state_dict'][k]) for k in tensors)
     text = state['meta']['cfg']
     assert parse_config_text(text).to_dict() == Config.fromstring(text, '.py').to_dict()
-    assert header['model'] == json.loads(json.dumps(Config.fromfile(_config(work_dir)).model.to_dict()))
+    assert header['model'] == json.loads(json.dumps(Config.fromfile(run_config(work_dir)).model.to_dict()))
 
 
 def test_config_text_that_runs_code_is_refused():
@@ -275,6 +261,6 @@ def test_infer_tool_takes_the_adapter_file_alone(tip_run, demo_assets, request, 
     work_dir, out = _export('tip_run', request, tmp_path)
     folder = osp.join(demo_assets[0], 'test', '7')
     assert infer([out, folder, '--out', str(tmp_path / 'a.json')]) == 0
-    assert infer([_config(work_dir), _checkpoint(work_dir), folder, '--out', str(tmp_path / 'b.json')]) == 0
+    assert infer([run_config(work_dir), run_checkpoint(work_dir), folder, '--out', str(tmp_path / 'b.json')]) == 0
     a, b = (json.loads((tmp_path / name).read_text()) for name in ('a.json', 'b.json'))
     assert a['predictions'] == b['predictions'] and len(a['predictions']) == len(os.listdir(folder))

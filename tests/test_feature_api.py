@@ -1,21 +1,11 @@
 """The Python API on features (issue 12): Tip-Adapter, zero-shot CLIP and Meta-Adapter without a runner give the
 results of the runs on the demo, and their files round-trip."""
-import glob
-import os.path as osp
-
 import pytest
 import torch
 
+from conftest import run_checkpoint, run_config
 from tip_adapter_mm.apis import MetaAdapter, TipAdapter, load, zero_shot_weights
 from tip_adapter_mm.utils.checkpoint import safe_load
-
-
-def _checkpoint(work_dir) -> str:
-    final = osp.join(str(work_dir), 'final.pth')
-    if osp.isfile(final):
-        return final
-    with open(osp.join(str(work_dir), 'last_checkpoint')) as f:
-        return f.read().strip()
 
 
 def _run_features(work_dir):
@@ -26,11 +16,10 @@ def _run_features(work_dir):
     from mmpretrain.registry import DATASETS, MODELS
 
     from tip_adapter_mm.engine.features import extract_features
-    config = glob.glob(osp.join(str(work_dir), '*.py'))[0]
-    cfg = Config.fromfile(config)
+    cfg = Config.fromfile(run_config(work_dir))
     init_default_scope('mmpretrain')
     model = MODELS.build(cfg.model)
-    state = safe_load(_checkpoint(work_dir))
+    state = safe_load(run_checkpoint(work_dir))
     head = {k[len('head.'):]: v for k, v in state['state_dict'].items() if k.startswith('head.')}
     feats = {}
     for split in ('val', 'test'):
@@ -87,7 +76,7 @@ def test_meta_adapter_on_features_reproduces_the_run(meta_run, tmp_path):
     work_dir, res = meta_run[:2]
     _, _, state, head, feats = _run_features(work_dir)
     path = str(tmp_path / 'meta.safetensors')
-    export_adapter(_checkpoint(work_dir), path)
+    export_adapter(run_checkpoint(work_dir), path)
     meta = load(path)
     assert isinstance(meta, MetaAdapter) and meta.num_classes == 10
     assert abs(_top1(meta, feats['test']) - res['test_top1']) < 1e-4

@@ -14,25 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, demo_options
+from conftest import ROOT, demo_options, run_checkpoint, run_config
 
 RUNS = ('tip_run', 'meta_run')
-
-
-def _checkpoint(work_dir) -> str:
-    """The checkpoint a run saved: final.pth, else the one last_checkpoint names (Tip-Adapter: epoch_1.pth)."""
-    final = osp.join(str(work_dir), 'final.pth')
-    if osp.isfile(final):
-        return final
-    with open(osp.join(str(work_dir), 'last_checkpoint')) as f:
-        return f.read().strip()
-
-
-def _config(work_dir) -> str:
-    """The copy of the config the run dumped into its work dir (with the test's --cfg-options)."""
-    configs = glob.glob(osp.join(str(work_dir), '*.py'))
-    assert len(configs) == 1, configs
-    return configs[0]
 
 
 def _dataset_meta(checkpoint: str) -> dict:
@@ -74,7 +58,7 @@ def test_mmpretrain_apis_reproduce_test_top1(run, demo_assets, request):
     from tip_adapter_mm.apis import predict_files
 
     work_dir, results = request.getfixturevalue(run)[:2]
-    config, checkpoint = _config(work_dir), _checkpoint(work_dir)
+    config, checkpoint = run_config(work_dir), run_checkpoint(work_dir)
     paths, folders = _test_images(demo_assets)
     assert len(paths) == results['test_size']
     labels = _labels(folders, checkpoint)
@@ -128,7 +112,7 @@ def test_infer_tool_reports_bad_files_and_writes_json_and_csv(tip_run, demo_asse
     from mmpretrain.apis import ImageClassificationInferencer
 
     work_dir, results = tip_run
-    config, checkpoint = _config(work_dir), _checkpoint(work_dir)
+    config, checkpoint = run_config(work_dir), run_checkpoint(work_dir)
     folder = str(tmp_path / 'images')
     corrupt, notes = _write_bad_folder(demo_assets, folder)
     good = sorted(glob.glob(osp.join(folder, '*', '*.png')))
@@ -185,7 +169,7 @@ def test_class_names_come_from_the_checkpoint(run, demo_assets, request, tmp_pat
     from tip_adapter_mm.apis import predict_files
 
     work_dir, results = request.getfixturevalue(run)[:2]
-    checkpoint = _checkpoint(work_dir)
+    checkpoint = run_checkpoint(work_dir)
     nowhere = str(tmp_path / 'no_such_data')
     options = dict(o.split('=', 1) for o in demo_options(demo_assets))
     options = {k: DictAction._parse_iterable(v) for k, v in options.items() if k.startswith('model.')}
