@@ -65,6 +65,14 @@ def run_config(work_dir) -> str:
     return configs[0]
 
 
+def read_scalars(work_dir):
+    """The lines of the scalars.json mmengine's visualizer (LocalVisBackend) wrote for a run."""
+    paths = glob.glob(osp.join(str(work_dir), '*', 'vis_data', 'scalars.json'))
+    assert len(paths) == 1, paths
+    with open(paths[0]) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def read_results(work_dir, name='results.json'):
     """A run's record: results.json of a training run, results_test.json of a test-only run."""
     with open(osp.join(str(work_dir), name)) as f:
@@ -100,12 +108,16 @@ def zeroshot_run(demo_assets, tmp_path_factory):
 
 #: epochs of the shared Tip-Adapter-F run (short; the schedule follows)
 TIPF_EPOCHS = 4
+#: keep every epoch's checkpoint (the default keeps the last, the selected one and final.pth), for tests that
+#: compare epochs
+KEEP_ALL = {'default_hooks.checkpoint.max_keep_ckpts': -1}
 
 
 @pytest.fixture(scope='session')
 def tipf_run(demo_assets, tmp_path_factory):
     work_dir = tmp_path_factory.mktemp('tipf')
-    return work_dir, run_train('configs/tip_f_digits_16shot.py', work_dir, demo_assets, max_epochs=TIPF_EPOCHS)
+    return work_dir, run_train('configs/tip_f_digits_16shot.py', work_dir, demo_assets, max_epochs=TIPF_EPOCHS,
+                                **KEEP_ALL)
 
 
 @pytest.fixture(scope='session')
@@ -114,5 +126,5 @@ def meta_run(demo_assets, tmp_path_factory):
     from tip_adapter_mm.launch import main_train
     work_dir = tmp_path_factory.mktemp('meta')
     runner = main_train([osp.join(ROOT, 'configs/meta_adapter_digits_16shot.py'), '--work-dir', str(work_dir),
-                         '--cfg-options', *demo_options(demo_assets)])
+                         '--cfg-options', *demo_options(demo_assets, **KEEP_ALL)])
     return work_dir, read_results(work_dir), runner

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-from conftest import TIPF_EPOCHS, ROOT, demo_options, read_results, run_dist, run_train
+from conftest import TIPF_EPOCHS, ROOT, demo_options, read_results, read_scalars, run_dist, run_train
 from tip_adapter_mm.launch import build_runner, main_test, main_train, merge_train_args, parse_train_args
 
 pytestmark = pytest.mark.slow  # end-to-end runs on the demo
@@ -59,15 +59,26 @@ def test_selection_on_validation_and_results(tipf_run):
     final = _state(work_dir, 'final.pth')['state_dict']
     selected = _state(work_dir, f"epoch_{res['selected_epoch']}.pth")['state_dict']
     assert torch.equal(final['head.cache_keys'], selected['head.cache_keys'])
-    assert (float(final['head.alpha']), float(final['head.beta'])) == (res['alpha'], res['beta'])
+    kept = _state(work_dir, res['selected_checkpoint'])  # the selected epoch's model, without optimizer
+    assert res['selected_checkpoint'] == f"best_val_top1_epoch_{res['selected_epoch']}.pth"
+    assert torch.equal(kept['state_dict']['head.cache_keys'], selected['head.cache_keys'])
+    assert 'optimizer' not in kept
+    from tip_adapter_mm.engine.hooks.results_hook import rounded  # results.json: 6 significant digits
+    assert rounded([float(final['head.alpha']), float(final['head.beta'])]) == [res['alpha'], res['beta']]
     assert res['timings']['train'] > 0
+    # every epoch's validation top-1 and the selected epoch went to the visualizer
+    scalars = read_scalars(work_dir)
+    per_epoch = {s['step']: s['val/top1'] for s in scalars if 'val/top1' in s and 'selected_epoch' not in s
+                 and 'test/top1' not in s}
+    assert per_epoch == {i + 1: pytest.approx(v, rel=1e-5) for i, v in enumerate(history)}
+    assert scalars[-1]['selected_epoch'] == res['selected_epoch']
 
 
 def test_final_checkpoint_evaluates_the_same(tipf_run, demo_assets, tmp_path):
     work_dir, res = tipf_run
     metrics = main_test([osp.join(ROOT, CONFIG), osp.join(str(work_dir), 'final.pth'), '--work-dir',
                          str(tmp_path), '--cfg-options', *demo_options(demo_assets)])
-    assert abs(metrics['accuracy/top1'] - res['test_top1']) < 1e-9
+    assert res['test_top1'] == pytest.approx(metrics['accuracy/top1'], rel=1e-5)  # 6 significant digits
     again = read_results(tmp_path, 'results_test.json')
     for key in ('alpha', 'beta', 'val_top1', 'selected_epoch', 'selection_split', 'trained_in'):
         assert again[key] == res[key], key
@@ -77,9 +88,12 @@ def test_final_checkpoint_evaluates_the_same(tipf_run, demo_assets, tmp_path):
 def test_other_selection_rules_are_labelled(demo_assets, tmp_path, rule, label):
     res = run_train(CONFIG, tmp_path, demo_assets, max_epochs=3, **{'train_cfg.selection': rule})
     assert res['selection_split'] == label and res['epoch_selection'] == rule
+    pths = sorted(f for f in os.listdir(tmp_path) if f.endswith('.pth'))
     if rule == 'last':
         assert res['selected_epoch'] == 3 and 'official_reported_top1' not in res
+        assert pths == ['epoch_3.pth', 'final.pth']  # the last epoch is the selected one: no copy
     else:
+        assert pths == sorted(['epoch_3.pth', 'final.pth', f"best_test_top1_epoch_{res['selected_epoch']}.pth"])
         assert res['epoch_top1_split'] == 'test'
         # the official rule: the best test epoch, the earlier one on ties (a later epoch replaces only when
         # strictly better), and its test accuracy is what was kept
@@ -167,6 +181,30 @@ def test_resume_is_exact_on_both_data_paths(short_runs, demo_assets, tmp_path, p
         assert resumed[key] == res[key], key
     assert torch.equal(_state(tmp_path, 'final.pth')['state_dict']['head.cache_keys'],
                        _state(work_dir, 'final.pth')['state_dict']['head.cache_keys'])
+
+
+def test_default_checkpoints_are_the_last_the_selected_and_final(short_runs):
+    """By default a run keeps what resume needs and nothing twice: the last epoch (model + optimizer), the
+    selected epoch's model, final.pth; the selection state in a checkpoint is a few numbers."""
+    work_dir, res = short_runs('feature_bank')
+    selected = f"best_val_top1_epoch_{res['selected_epoch']}.pth"
+    assert sorted(f for f in os.listdir(work_dir) if f.endswith('.pth')) == sorted(
+        ['epoch_3.pth', 'final.pth', selected])
+    last = _state(work_dir, 'epoch_3.pth')
+    assert set(last['meta']['epoch_selection']) == {'rule', 'history', 'best_epoch', 'best_top1'}
+    assert last['meta']['epoch_selection']['best_epoch'] == res['selected_epoch']
+    assert 'optimizer' in last and 'optimizer' not in _state(work_dir, selected)
+    final = _state(work_dir, 'final.pth')['state_dict']['head.cache_keys']
+    assert torch.equal(_state(work_dir, selected)['state_dict']['head.cache_keys'], final)
+
+
+def test_resume_without_the_selected_checkpoint_says_which_file(short_runs, demo_assets, tmp_path):
+    import shutil
+    work_dir, res = short_runs('feature_bank')
+    shutil.copy(work_dir / 'epoch_3.pth', tmp_path / 'epoch_3.pth')  # the last epoch, without the selected one
+    with pytest.raises(FileNotFoundError, match=r"selected epoch's checkpoint .*best_val_top1_epoch_\d\.pth"):
+        run_train(CONFIG, tmp_path, demo_assets, '--resume', str(tmp_path / 'epoch_3.pth'),
+                  **PATHS['feature_bank'])
 
 
 def test_ctrl_c_ends_the_run_with_a_resume_hint(demo_assets, tmp_path):

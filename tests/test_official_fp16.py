@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import run_train
+from conftest import KEEP_ALL, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +22,9 @@ def _moved(work_dir, key, last):
 @pytest.mark.parametrize('config, key, epochs', [('configs/meta_adapter_digits_16shot.py', 'head.q_proj.weight', 3),
                                                  ('configs/tip_f_digits_16shot.py', 'head.cache_keys', 3)])
 def test_official_fp16_trains_in_fp16_with_underflowing_second_moments(demo_assets, tmp_path, config, key, epochs):
-    fp32 = run_train(config, tmp_path / 'fp32', demo_assets, max_epochs=epochs)
+    fp32 = run_train(config, tmp_path / 'fp32', demo_assets, max_epochs=epochs, **KEEP_ALL)
     fp16 = run_train(config, tmp_path / 'fp16', demo_assets, max_epochs=epochs,
-                     **{'train_cfg.precision': 'official_fp16'})
+                     **{'train_cfg.precision': 'official_fp16'}, **KEEP_ALL)
     assert (fp32['train_precision'], fp16['train_precision']) == ('fp32', 'official_fp16')
     ckpt = _state(tmp_path / 'fp16', f'epoch_{epochs}.pth')
     assert ckpt['state_dict'][key].dtype == torch.float16

@@ -9,9 +9,12 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, backend_args=dict(backend='atomic_local')),  # no half-written file
+    # the last epoch only (for --resume; -1 keeps all); the epoch selection keeps the selected epoch's model as
+    # best_<split>_top1_epoch_N.pth and the loop saves final.pth; atomic_local: no half-written file
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='VisualizationHook', enable=False),
+    # tools/test.py --show-dir / --show: mmpretrain's hook, drawing the image files of stored features
+    visualization=dict(type='FeatureVisualizationHook', enable=False),
     # checks the settings; refuses checkpoints that would run code and keeps the run's own free of code
     run_check=dict(type='RunCheckHook'),
 )

@@ -13,7 +13,7 @@ from ..identity import KEY as IDENTITY
 from ..identity import check_identity, run_identity
 from ..workdir import check_outputs, lock_work_dir, remove_stale_temporaries
 
-#: the files a run writes into its work dir (besides epoch_N.pth)
+#: the files a run writes into its work dir (besides epoch_N.pth and best_<split>_top1_epoch_N.pth)
 OUTPUTS = ('results.json', 'results_test.json', 'fewshot_split.json', 'final.pth', 'epoch_1.pth')
 
 
@@ -56,7 +56,8 @@ class RunCheckHook(Hook):
             removed = remove_stale_temporaries(runner.work_dir)
             if removed:
                 print_log(f'removed {removed} temporary file(s) of an interrupted save', logger='current')
-            epochs = [osp.basename(p) for p in glob.glob(osp.join(runner.work_dir, 'epoch_*.pth'))]
+            epochs = [osp.basename(p) for pattern in ('epoch_*.pth', 'best_*_top1_epoch_*.pth')
+                      for p in glob.glob(osp.join(runner.work_dir, pattern))]
             check_outputs(runner.work_dir, OUTPUTS + tuple(epochs), force=bool(cfg.get('force_overwrite')))
         path = cfg.get('load_from')
         if cfg.get('resume') and path is None:

@@ -151,7 +151,7 @@ class FinetuneLoop(EpochBasedTrainLoop):
         self.selection_hook.set_features(cache_hook.features(runner, self.selection_hook.split))
         self._resumed_mid_run = self._epoch > 0
         if self._epoch > 0:  # resumed from a checkpoint: continue its epoch selection
-            self.selection_hook.resume()
+            self.selection_hook.resume(runner)
         head = unwrap(runner.model).head
         initial = {name: p.detach().float().clone() for name, p in head.named_parameters() if p.requires_grad}
         if self.precision == 'official_fp16':
