@@ -54,8 +54,8 @@ def test_checkpoint_round_trip(meta_run, demo_assets, tmp_path):
     work_dir, res, _ = meta_run
     metrics = main_test([osp.join(ROOT, CONFIG), osp.join(str(work_dir), 'final.pth'), '--work-dir',
                          str(tmp_path), '--cfg-options', *demo_options(demo_assets)])
-    assert abs(metrics['novel/top1'] - res['test_novel_top1']) < 1e-9
-    assert abs(metrics['accuracy/top1'] - res['test_top1']) < 1e-9
+    assert res['test_novel_top1'] == pytest.approx(metrics['novel/top1'], rel=1e-5)  # 6 significant digits
+    assert res['test_top1'] == pytest.approx(metrics['accuracy/top1'], rel=1e-5)
 
 
 def test_transfer_to_another_dataset_without_gradient_steps(meta_run, demo_assets, tmp_path):

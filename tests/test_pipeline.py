@@ -5,7 +5,7 @@ import os.path as osp
 import pytest
 import torch
 
-from conftest import ROOT, demo_options, read_results, run_dist
+from conftest import ROOT, demo_options, read_results, read_scalars, run_dist
 from tip_adapter_mm.functional import cache_keys_from_views, l2_normalize
 
 pytestmark = pytest.mark.slow  # end-to-end runs on the demo
@@ -23,6 +23,24 @@ def test_tip_adapter_beats_zero_shot_on_demo(tip_run, zeroshot_run):
     # the tiny CLIP is imperfect on purpose, and the 16-shot cache fixes part of it
     assert 40. < zs['test_top1'] < 90.
     assert tip['test_top1'] >= zs['test_top1'] + 5., (tip['test_top1'], zs['test_top1'])
+
+
+def test_results_are_rounded_and_logged_to_the_visualizer(tip_run):
+    """results.json: every number to 6 significant digits; the visualizer (scalars.json here, TensorBoard when
+    configured) gets the run's test and validation top-1, alpha and beta, also for a training-free run."""
+    work_dir, res = tip_run
+
+    def numbers(value):
+        if isinstance(value, dict):
+            return [x for v in value.values() for x in numbers(v)]
+        if isinstance(value, list):
+            return [x for v in value for x in numbers(v)]
+        return [value] if isinstance(value, float) else []
+    assert all(float(f'{x:.6g}') == x for x in numbers(res))
+    last = read_scalars(work_dir)[-1]
+    for key, name in (('test/top1', 'test_top1'), ('test/top5', 'test_top5'), ('val/top1', 'val_top1'),
+                      ('alpha', 'alpha'), ('beta', 'beta')):
+        assert last[key] == pytest.approx(res[name], rel=1e-5), key
 
 
 def test_results_json_fields(tip_run):
@@ -52,7 +70,8 @@ def test_results_json_fields(tip_run):
     # alpha and beta are values of the official grids (search scale [7, 3], 200 x 20 steps)
     from tip_adapter_mm.functional import tip_search_grids
     betas, alphas = tip_search_grids(res['search_scale'], res['search_step'])
-    assert res['beta'] in betas and res['alpha'] in alphas
+    from tip_adapter_mm.engine.hooks.results_hook import rounded  # results.json: 6 significant digits
+    assert res['beta'] in rounded(betas) and res['alpha'] in rounded(alphas)
     # the sampled image list is in the work dir, K per class
     split = json.load(open(osp.join(str(work_dir), 'fewshot_split.json')))
     labels = [label for _, label in split['train']]
@@ -69,10 +88,37 @@ def test_checkpoint_then_test_py_gives_same_accuracy(tip_run, demo_assets, tmp_p
     assert {'head.clip_weights', 'head.cache_keys', 'head.cache_labels', 'head.alpha', 'head.beta'} <= set(state)
     metrics = main_test([osp.join(ROOT, 'configs/tip_digits_16shot.py'), ckpt, '--work-dir', str(tmp_path),
                          '--cfg-options', *demo_options(demo_assets)])
-    assert abs(metrics['accuracy/top1'] - res['test_top1']) < 1e-9
+    assert res['test_top1'] == pytest.approx(metrics['accuracy/top1'], rel=1e-5)  # 6 significant digits
     again = read_results(tmp_path, 'results_test.json')
     assert (again['alpha'], again['beta'], again['val_top1']) == (res['alpha'], res['beta'], res['val_top1'])
     assert again['checkpoint'] == ckpt
+
+
+def test_test_py_options_as_in_mmpretrain(tip_run, demo_assets, tmp_path):
+    """--show-dir draws the test images (the loop reads features: the hook draws the files), --out-item metrics
+    dumps the metrics, --out dumps the predictions, --tta is refused with the reason."""
+    import json
+    import pickle
+
+    from tip_adapter_mm.launch import main_test
+    work_dir, res = tip_run
+    ckpt = osp.join(str(work_dir), 'epoch_1.pth')
+    show = tmp_path / 'show'
+    args = [osp.join(ROOT, 'configs/tip_digits_16shot.py'), ckpt, '--work-dir', str(tmp_path / 'a')]
+    metrics = main_test(args + ['--show-dir', str(show), '--interval', '100', '--out', str(tmp_path / 'm.json'),
+                                '--out-item', 'metrics', '--cfg-options', *demo_options(demo_assets)])
+    drawn = sorted(p.name for p in show.rglob('*.png'))
+    assert len(drawn) == -(-res['test_size'] // 100) and all(name.endswith('_0.png') for name in drawn)
+    assert json.loads((tmp_path / 'm.json').read_text())['accuracy/top1'] == metrics['accuracy/top1']
+    main_test([*args[:-1], str(tmp_path / 'b'), '--out', str(tmp_path / 'p.pkl'), '--cfg-options',
+               *demo_options(demo_assets)])
+    with open(tmp_path / 'p.pkl', 'rb') as f:  # the test's own file
+        preds = pickle.load(f)
+    assert len(preds) == res['test_size']
+    top1 = 100. * sum(int(p['pred_label'].item()) == int(p['gt_label'].item()) for p in preds) / len(preds)
+    assert top1 == pytest.approx(metrics['accuracy/top1'])
+    with pytest.raises(ValueError, match='--tta is not supported'):
+        main_test(args + ['--tta', '--cfg-options', *demo_options(demo_assets)])
 
 
 def test_cache_is_normalised_mean_of_views_in_split_order(tip_run, demo_assets):

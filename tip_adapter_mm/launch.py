@@ -79,6 +79,17 @@ def merge_test_args(cfg: Config, args) -> Config:
     cfg.launcher = args.launcher
     _set_work_dir(cfg, args)
     cfg.load_from = args.checkpoint
+    if getattr(args, 'amp', False):
+        cfg.test_cfg.fp16 = True
+    if getattr(args, 'show', False) or getattr(args, 'show_dir', None) is not None:
+        if 'visualization' not in cfg.get('default_hooks', {}):
+            raise ValueError("--show / --show-dir need a visualization hook in default_hooks (the project's "
+                             "default_runtime.py has visualization=dict(type='FeatureVisualizationHook'))")
+        cfg.default_hooks.visualization.update(enable=True, show=args.show, wait_time=args.wait_time,
+                                               out_dir=args.show_dir, interval=args.interval)
+    if getattr(args, 'tta', False):
+        raise ValueError('--tta is not supported: the test split is read as stored CLIP features, one view per '
+                         'image (cache-model heads average augmented views when they build the cache)')
     _set_dataloader_defaults(cfg, args, ('test_dataloader', ),
                              dict(pin_memory=True, collate_fn=dict(type='default_collate')))
     if args.cfg_options is not None:
@@ -149,19 +160,32 @@ def parse_test_args(argv=None):
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='checkpoint file; without one the cache is built from the config')
     parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
-    parser.add_argument('--out', help='dump the predictions to this pickle file')
+    parser.add_argument('--out', help='the file to output results (predictions: a .pkl file; metrics: '
+                        'any mmengine.dump format, e.g. .json)')
+    parser.add_argument('--out-item', choices=['metrics', 'pred'],
+                        help='what --out holds: the metrics, or the predictions (the default)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value pairs')
     parser.add_argument('--force', action='store_true',
                         help='overwrite files in the work dir that this project did not write')
+    parser.add_argument('--amp', action='store_true', help='enable automatic-mixed-precision test')
+    parser.add_argument('--show-dir', help='directory where the visualization images will be saved')
+    parser.add_argument('--show', action='store_true', help='display the prediction results in a window')
+    parser.add_argument('--interval', type=int, default=1, help='visualize every interval-th sample')
+    parser.add_argument('--wait-time', type=float, default=2, help='the display time of every window (s)')
     parser.add_argument('--no-pin-memory', action='store_true', help='disable pin_memory in dataloaders')
+    parser.add_argument('--tta', action='store_true', help="mmpretrain's test-time augmentation: not supported "
+                        '(the test split is read as stored features); an error says so')
     parser.add_argument('--no-feature-store', action='store_true',
                         help='encode every image in this run, reading and writing no stored features '
                         '(sets feature_store.enabled=False; results are the same)')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                         help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.out is None and args.out_item is not None:
+        parser.error('--out-item needs --out (the path of the output file)')
+    return args
 
 
 def main_test(argv=None):
@@ -169,9 +193,19 @@ def main_test(argv=None):
     args = parse_test_args(argv)
     _set_local_rank(args)
     cfg = merge_test_args(Config.fromfile(args.config), args)
+    if args.out and args.out_item in ('pred', None) and not args.out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f"--out '{args.out}': predictions are dumped as a pickle file (.pkl or .pickle), as by "
+                         "mmpretrain's tools/test.py; use --out-item metrics for other formats")
     runner = build_runner(cfg)
-    if args.out:
+    if args.out and args.out_item in ('pred', None):
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    return runner.test()
+    metrics = runner.test()
+    from mmengine.dist import is_main_process
+    if args.out and args.out_item == 'metrics' and is_main_process():
+        import mmengine
+        from .utils.io import atomic_write_path
+        with atomic_write_path(args.out) as tmp:
+            mmengine.dump(metrics, tmp, file_format=osp.splitext(args.out)[1][1:] or 'json')
+    return metrics
 

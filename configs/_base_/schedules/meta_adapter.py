@@ -6,6 +6,9 @@ max_epochs = 5  # the cosine schedule ends with the loop
 train_from = 'feature_bank'  # or 'image': the base-class query images re-encoded at every step
 train_cfg = dict(type='FinetuneLoop', max_epochs=max_epochs, train_from=train_from, search=False)
 val_cfg = dict()
+# --auto-scale-lr: the lr above is for a total batch of 64 (the official single-GPU batch); with it enabled,
+# mmengine scales the lr by (world size x train batch) / 64
+auto_scale_lr = dict(base_batch_size=64, enable=False)
 test_cfg = dict(type='FeatureTestLoop')  # on the test split's features (feature store)
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-4, eps=1e-4, weight_decay=0.01, betas=(0.9, 0.999)))

@@ -7,6 +7,9 @@ train_from = 'feature_bank'  # or 'image': re-encode augmented images with CLIP 
 train_cfg = dict(type='FinetuneLoop', max_epochs=max_epochs, train_from=train_from, search=True,
                  search_step=[200, 20])
 val_cfg = dict()
+# --auto-scale-lr: the lr above is for a total batch of 256 (the official single-GPU batch); with it enabled,
+# mmengine scales the lr by (world size x train batch) / 256
+auto_scale_lr = dict(base_batch_size=256, enable=False)
 test_cfg = dict(type='FeatureTestLoop')  # on the test split's features (feature store)
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-3, eps=1e-4, weight_decay=0.01, betas=(0.9, 0.999)))

@@ -119,9 +119,10 @@ class ResultsHook(Hook):
         record.update(software_versions())
         record.setdefault('val_top1', None)
         update_record(runner, **record)
+        runner.visualizer.add_scalars(run_scalars(record), step=runner.iter)
         if is_main_process():
             path = osp.join(runner.work_dir, self.filename if self._trained else self.test_filename)
-            atomic_json_dump(record, path)
+            atomic_json_dump(rounded(record), path)
             print_log(f'results written to {path}', logger='current')
 
 
@@ -151,6 +152,32 @@ def software_versions() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return dict(versions=versions, git_commit=commit, git_dirty=dirty)
+
+
+#: the precision of every number in results.json: 6 significant digits (83.3333, 1.17, 0.000123457)
+SIGNIFICANT_DIGITS = 6
+
+#: record fields that go to the visualizer (scalars.json, TensorBoard when configured) at the end of a run
+SCALARS = ('test_top1', 'test_top5', 'test_base_top1', 'test_novel_top1', 'val_top1', 'alpha', 'beta',
+           'selected_epoch', 'selected_epoch_top1', 'official_reported_top1')
+
+
+def rounded(value, digits: int = SIGNIFICANT_DIGITS):
+    """``value`` with every float (in nested dicts and lists too) rounded to ``digits`` significant digits, so
+    results.json shows 83.3333 and 1.17 rather than 83.33333333333333 and 1.1699999570846558 (fp32 alpha)."""
+    if isinstance(value, float):
+        return float(f'{value:.{digits}g}') if value == value and abs(value) != float('inf') else value
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def run_scalars(record: dict) -> dict:
+    """The record's numbers that a logger plots: test and validation top-1, alpha, beta, the selected epoch."""
+    return {f"{name.replace('_', '/', 1) if name.startswith(('test_', 'val_')) else name}": float(record[name])
+            for name in SCALARS if isinstance(record.get(name), (int, float)) and not isinstance(record[name], bool)}
 
 
 def _metric(metrics, name):
