@@ -22,6 +22,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from .digits import DIGIT_CLASSNAMES, DIGIT_TEMPLATES, prepare_digits
+from ..utils.progress import progress_bar
 
 #: Name under which the tiny CLIP is registered with open_clip.
 TINY_CLIP_NAME = 'tiny-clip'
@@ -159,7 +160,7 @@ def pretrain_tiny_clip(data_root: str, out_file: str, seed: int = 0,
         aug_flip_prob (float): probability of a horizontal flip.
         num_threads (int, optional): torch threads during training; defaults to the usable CPUs, at most 4.
         templates (sequence of str): caption templates.
-        verbose (bool): print the loss now and then.
+        verbose (bool): print where the checkpoint went (a progress bar with the loss shows the steps).
 
     Returns:
         str: ``out_file``.
@@ -225,6 +226,7 @@ def pretrain_tiny_clip(data_root: str, out_file: str, seed: int = 0,
 
         order = torch.randperm(n, generator=gen)
         pos = 0
+        bar = progress_bar(total=steps, desc=f'pretraining {TINY_CLIP_NAME}', unit='step')
         for step in range(steps):
             if pos + batch_size > n:
                 order, pos = torch.randperm(n, generator=gen), 0
@@ -246,9 +248,11 @@ def pretrain_tiny_clip(data_root: str, out_file: str, seed: int = 0,
             optimizer.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, math.log(100))
-            if verbose and (step % 50 == 0 or step == steps - 1):
-                print(f'step {step:4d}  loss {loss.item():.4f}  '
-                      f'scale {model.logit_scale.exp().item():.1f}  {time.time() - start_time:.1f}s')
+            bar.update(1)
+            if step % 50 == 0 or step == steps - 1:
+                bar.set_postfix(loss=f'{loss.item():.4f}', scale=f'{model.logit_scale.exp().item():.1f}',
+                                refresh=False)
+        bar.close()
 
         model.eval()
         checkpoint = {'epoch': int(math.ceil(steps * batch_size / n)), 'name': TINY_CLIP_NAME,
