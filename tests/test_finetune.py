@@ -273,6 +273,15 @@ def test_checkpoint_from_another_backbone(demo_assets, tmp_path):
     assert not osp.exists(work_dir)
 
 
+def test_auto_scale_lr_as_in_mmpretrain(demo_assets, tmp_path):
+    """--auto-scale-lr scales the configured lr by (world size x batch) / auto_scale_lr.base_batch_size (the
+    official batch, 256 for Tip-Adapter-F)."""
+    runner = main_train([osp.join(ROOT, CONFIG), '--work-dir', str(tmp_path), '--auto-scale-lr', '--cfg-options',
+                         *demo_options(demo_assets, max_epochs=1, **{'train_dataloader.batch_size': 128})])
+    assert runner.cfg.auto_scale_lr == dict(base_batch_size=256, enable=True)
+    assert [g['initial_lr'] for g in runner.optim_wrapper.optimizer.param_groups] == [pytest.approx(1e-3 * 128 / 256)]
+
+
 def test_amp_without_gpu_says_why(demo_assets, tmp_path):
     if torch.cuda.is_available():
         pytest.skip('a GPU is present: --amp is supported there')

@@ -35,6 +35,9 @@ def parse_args(argv=None):
     parser.add_argument('--shots', type=int, default=16, help='images per class in the cache')
     parser.add_argument('--work-dir', default='work_dirs/demo', help='where the runs write')
     parser.add_argument('--data-dir', default='data', help='where the digits and the tiny CLIP are cached')
+    parser.add_argument('--verbose', action='store_true',
+                        help="print each run's full log (by default it goes to <run work dir>/console.log and "
+                             'the demo prints one line per run and the table)')
     parser.add_argument('--meta-schedules', action='store_true',
                         help="run the grid the demo's Meta-Adapter schedule was chosen from and print the validation "
                              'top-1 of each schedule (the choice uses validation only; test is printed beside it)')
@@ -56,7 +59,7 @@ def meta_schedules(args):
         name = f'lr{lr:g}_{loss}_q{queries}'
         results = [run_config('configs/meta_adapter_digits_16shot.py', osp.join(args.work_dir, 'meta_schedules',
                                                                               f'{name}_seed{seed}'),
-                              args.data_dir, args.shots, seed, extra) for seed in args.seeds]
+                              args.data_dir, args.shots, seed, extra, args.verbose) for seed in args.seeds]
         rows.append((name, results))
     best = max(rows, key=lambda row: statistics.mean(r['val_top1'] for r in row[1]))[0]
     print(f"\n{'schedule (20 epochs)':<22} {'val top-1':>14} {'test top-1':>14} {'novel top-1':>14}")
@@ -67,8 +70,14 @@ def meta_schedules(args):
     return rows
 
 
-def run_config(config, work_dir, data_dir, shots, seed, extra=()):
-    """Train (build, select, save, test) one config on the demo data; return its results.json."""
+def run_config(config, work_dir, data_dir, shots, seed, extra=(), verbose=False, stage=''):
+    """Train (build, select, save, test) one config on the demo data; return its results.json.
+
+    Unless ``verbose``, the run's console output (mmengine's log, with its config dump) goes to
+    ``<work_dir>/console.log`` (mmengine also writes its log under the work dir) and one line says what ran.
+    """
+    import contextlib
+    import os
     from mmengine.config import Config
 
     from tip_adapter_mm.launch import main_train
@@ -81,24 +90,43 @@ def run_config(config, work_dir, data_dir, shots, seed, extra=()):
                f'experiment_name={osp.basename(work_dir)}-{time.time_ns()}', *extra]
     options += [f'{k}.dataset.data_root={digits}' for k in ('train_dataloader', 'val_dataloader',
                                                             'test_dataloader')]
-    main_train([osp.join(ROOT, config), '--work-dir', work_dir, '--cfg-options', *options])
+    args = [osp.join(ROOT, config), '--work-dir', work_dir, '--cfg-options', *options]
+    start = time.perf_counter()
+    if verbose:
+        main_train(args)
+    else:
+        os.makedirs(work_dir, exist_ok=True)
+        log = osp.join(work_dir, 'console.log')
+        print(f'{stage}{osp.basename(work_dir)} ...', end=' ', flush=True)
+        with open(log, 'w') as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+            try:
+                main_train(args)
+            except BaseException:
+                print(f'failed: see {log}', file=sys.__stdout__, flush=True)
+                raise
     with open(osp.join(work_dir, 'results.json')) as f:
-        return json.load(f)
+        results = json.load(f)
+    if not verbose:
+        print(f"test top-1 {results['test_top1']:.2f}  ({time.perf_counter() - start:.1f} s)", flush=True)
+    return results
 
 
 def main(argv=None):
     args = parse_args(argv)
     from tip_adapter_mm.demo import ensure_demo_assets
     start = time.perf_counter()
+    print(f'preparing the demo data and the tiny CLIP under {args.data_dir}/ (once)', flush=True)
     ensure_demo_assets(args.data_dir)
     prep = time.perf_counter() - start
     if args.meta_schedules:
         return meta_schedules(args)
     rows = []
-    for method, config, extra in METHODS:
+    total = len(METHODS) * len(args.seeds)
+    for m, (method, config, extra) in enumerate(METHODS):
         name = method.lower().replace(' ', '_').replace('(', '').replace(')', '')
         results = [run_config(config, osp.join(args.work_dir, f'{name}_seed{seed}'), args.data_dir, args.shots,
-                              seed, extra) for seed in args.seeds]
+                              seed, extra, args.verbose, f'[{m * len(args.seeds) + k + 1}/{total}] {method}: ')
+                   for k, seed in enumerate(args.seeds)]
         rows.append((method, results))
     print_table(rows, args, prep, time.perf_counter() - start)
     return rows
@@ -136,7 +164,7 @@ def print_table(rows, args, prep_s, total_s):
           '"Meta untrained" is the same adapter at its initial weights. max |dw|: the largest change of a trained '
           'parameter, over seeds')
     print(f'(times are per run, mean over seeds; data + tiny CLIP preparation {prep_s:.1f} s, total '
-          f'{total_s:.1f} s; results.json per run under {args.work_dir})')
+          f'{total_s:.1f} s; results.json and the full logs (console.log) per run under {args.work_dir})')
 
 
 if __name__ == '__main__':
