@@ -13,6 +13,8 @@ import sys
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
 
+from .cli.configs import resolve_config
+
 
 def default_work_dir(config_path: str) -> str:
     return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
@@ -101,7 +103,7 @@ def _set_local_rank(args):
 
 def parse_train_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument('config', help='train config file path, or tip_adapter_mm::NAME for a shipped config')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or without a path from the latest checkpoint in '
@@ -130,6 +132,7 @@ def parse_train_args(argv=None):
 def main_train(argv=None):
     """``tools/train.py``: build the runner from a config and arguments, and train."""
     args = parse_train_args(argv)
+    args.config = resolve_config(args.config)
     _set_local_rank(args)
     cfg = merge_train_args(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
@@ -145,7 +148,7 @@ def main_train(argv=None):
 
 def parse_test_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
-    parser.add_argument('config', help='test config file path')
+    parser.add_argument('config', help='test config file path, or tip_adapter_mm::NAME for a shipped config')
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='checkpoint file; without one the cache is built from the config')
     parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
@@ -167,6 +170,7 @@ def parse_test_args(argv=None):
 def main_test(argv=None):
     """``tools/test.py``: evaluate a checkpoint (or a cache built from the config) on the test split."""
     args = parse_test_args(argv)
+    args.config = resolve_config(args.config)
     _set_local_rank(args)
     cfg = merge_test_args(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
