@@ -44,7 +44,7 @@ def shifted(shots: Sequence[float], offset: float) -> List[float]:
 def dataset_figure(tables: List['Table'], dataset: str):
     """(figure, series labels) of accuracy against shots for one dataset (or 'average')."""
     from ..utils.extras import import_extra
-    purpose = "the sweep report's plots"
+    purpose = "plotting the sweep report"
     FigureCanvasAgg = import_extra('matplotlib.backends.backend_agg', 'plots', purpose).FigureCanvasAgg
     Figure = import_extra('matplotlib.figure', 'plots', purpose).Figure
 

@@ -8,7 +8,7 @@ def import_extra(module: str, extra: str, purpose: str):
     Args:
         module (str): the module to import (e.g. ``'sklearn.datasets'``).
         extra (str): the extra of tip_adapter_mm that installs it (``'demo'``, ``'plots'``).
-        purpose (str): what needs it, for the message (e.g. ``"the embedded demo's digits"``).
+        purpose (str): what needs it, for the message (e.g. ``"writing the embedded demo's digits"``).
 
     Returns:
         module: the imported module.
@@ -19,5 +19,5 @@ def import_extra(module: str, extra: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ImportError(f"{purpose} needs '{module.split('.')[0]}', which is not installed ({e}); install "
+        raise ImportError(f"{purpose} needs the module '{module.split('.')[0]}', which is not installed ({e}); install "
                           f"it with: pip install 'tip_adapter_mm[{extra}]'") from e
