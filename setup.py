@@ -1,13 +1,28 @@
+import os.path as osp
+
 from setuptools import find_packages, setup
+
+HERE = osp.dirname(osp.abspath(__file__))
+
+#: openmim 0.3.9 (only) requires opendatalab -> openxlab, which pins setuptools~=60.2.0 (torch needs >=77.0.3),
+#: requests~=2.28.2 and others; 0.3.7 and 0.3.8 have the same `mim train/test` and none of those requirements
+MIM = 'openmim>=0.3.7,<0.3.9'
+DEMO = ['scikit-learn']  # the embedded demo's digits (tip_adapter_mm.demo.digits)
+PLOTS = ['matplotlib']  # the sweep report's plots (tip_adapter_mm.sweep.plots)
 
 setup(
     name='tip_adapter_mm',
     version='0.1.0',
     description='Tip-Adapter, Tip-Adapter-F and Meta-Adapter for CLIP as an mmpretrain plugin',
-    long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
+    long_description=open(osp.join(HERE, 'README.md')).read() if osp.exists(osp.join(HERE, 'README.md')) else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['tip_adapter_mm', 'tip_adapter_mm.*']),
-    package_data={'tip_adapter_mm.demo': ['*.json'], 'tip_adapter_mm.datasets': ['data/*.json']},
+    # tip_adapter_mm/.mim/{configs,tools} are symbolic links to the repository's configs/ and tools/ (so an
+    # editable install sees them); a wheel or an sdist holds copies. `mim train tip_adapter_mm CONFIG` finds
+    # both there, as it does for mmpretrain, and the console commands accept tip_adapter_mm::CONFIG.
+    package_data={'tip_adapter_mm': ['.mim/configs/**/*.py', '.mim/tools/*.py', '.mim/tools/*.sh'],
+                  'tip_adapter_mm.demo': ['*.json'], 'tip_adapter_mm.datasets': ['data/*.json']},
+    exclude_package_data={'tip_adapter_mm': ['.mim/tools/setup_env.sh', '.mim/tools/run_*.sh']},
     python_requires='>=3.9',
     install_requires=[
         # a matching pair, chosen by pip: torchvision pins its torch exactly. Never pin torch==2.13.0 alone:
@@ -22,13 +37,17 @@ setup(
         'setuptools<81',  # mmengine's pkg_resources import (mmpretrain:: configs); fixed upstream, unreleased
         'numpy',
         'filelock',  # the work dir lock
-        'scikit-learn',  # the embedded demo's images
-        'matplotlib',
         'pandas',  # the sweep's tables (runs.csv, report.csv/.md/.tex)
         'tabulate',  # pandas' to_markdown
         'Jinja2',  # pandas' to_latex
     ],
-    extras_require={'tests': ['pytest']},
+    extras_require={
+        'demo': DEMO,
+        'plots': PLOTS,
+        'mim': [MIM],
+        'tests': ['pytest', *DEMO, *PLOTS, MIM],  # the suite runs the demo's data, the plots and mim
+        'all': [*DEMO, *PLOTS, MIM],
+    },
     entry_points={'console_scripts': ['tip-adapter-sweep=tip_adapter_mm.sweep.cli:main',
                                       'tip-adapter-train=tip_adapter_mm.cli.train:main',
                                       'tip-adapter-test=tip_adapter_mm.cli.test:main',

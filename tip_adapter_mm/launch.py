@@ -13,6 +13,8 @@ import sys
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
 
+from .cli.configs import resolve_config
+
 
 def default_work_dir(config_path: str) -> str:
     return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
@@ -112,7 +114,7 @@ def _set_local_rank(args):
 
 def parse_train_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument('config', help='train config file path, or tip_adapter_mm::NAME for a shipped config')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or without a path from the latest checkpoint in '
@@ -141,6 +143,7 @@ def parse_train_args(argv=None):
 def main_train(argv=None):
     """``tools/train.py``: build the runner from a config and arguments, and train."""
     args = parse_train_args(argv)
+    args.config = resolve_config(args.config)
     _set_local_rank(args)
     cfg = merge_train_args(Config.fromfile(args.config), args)
     runner = build_runner(cfg)
@@ -156,7 +159,7 @@ def main_train(argv=None):
 
 def parse_test_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and evaluate) a model')
-    parser.add_argument('config', help='test config file path')
+    parser.add_argument('config', help='test config file path, or tip_adapter_mm::NAME for a shipped config')
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='checkpoint file; without one the cache is built from the config')
     parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
@@ -191,6 +194,7 @@ def parse_test_args(argv=None):
 def main_test(argv=None):
     """``tools/test.py``: evaluate a checkpoint (or a cache built from the config) on the test split."""
     args = parse_test_args(argv)
+    args.config = resolve_config(args.config)
     _set_local_rank(args)
     cfg = merge_test_args(Config.fromfile(args.config), args)
     if args.out and args.out_item in ('pred', None) and not args.out.endswith(('.pkl', '.pickle')):

@@ -12,10 +12,8 @@ want=$(cat setup.py tools/setup_env.sh | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # torch is not pinned to one version on purpose: pip then picks a matching torch/torchvision pair
     .venv/bin/python -m pip install --quiet --upgrade pip
+    # the tests extra holds the demo's scikit-learn, the plots' matplotlib and openmim<0.3.9 (for the tests
+    # that run `mim train/test`): openmim 0.3.9 requires opendatalab, which pins setuptools 60 (torch needs 77+)
     .venv/bin/python -m pip install --quiet -e ".[tests]"
-    # mim, for the tests that run `mim train/test mmpretrain`: openmim requires opendatalab, which pins
-    # setuptools 60 (older than torch needs); mim's train and test commands never use it, so leave it out
-    .venv/bin/python -m pip install --quiet --no-deps "openmim>=0.3.9,<0.4"
-    .venv/bin/python -m pip install --quiet click colorama pandas requests rich tabulate
     echo "$want" > "$stamp"
 fi

@@ -44,7 +44,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from ..apis.export import export_adapter
     from ..utils.checkpoint import CheckpointError
+    from .configs import resolve_config
     try:
+        args.config = resolve_config(args.config) if args.config is not None else None
         header = export_adapter(args.checkpoint, args.out, config=args.config, force=args.force)
     except (OSError, CheckpointError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)

@@ -22,7 +22,7 @@ SPLITS = ('train', 'val', 'test')
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Encode the splits of a config into its feature store')
-    parser.add_argument('config', help='config file path')
+    parser.add_argument('config', help='config file path, or tip_adapter_mm::NAME for a shipped config')
     parser.add_argument('--splits', nargs='+', choices=SPLITS, default=list(SPLITS),
                         help='splits to encode (default: all three)')
     parser.add_argument('--views', type=int, default=None,
@@ -102,8 +102,10 @@ def main(argv=None):
 
     from ..engine.features import check_store_cfg
     from ..engine.runner.fewshot_runner import prepare_config
+    from .configs import resolve_config
 
     args = parse_args(argv)
+    args.config = resolve_config(args.config)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     cfg = Config.fromfile(args.config)

@@ -162,6 +162,7 @@ def main(argv=None) -> int:
     Returns:
         int: the exit status (0: all classified, 1: some inputs failed, 2: usage error).
     """
+    from .configs import resolve_config
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.config.endswith('.safetensors'):  # ADAPTER INPUT [INPUT ...]: the adapter file holds the model
@@ -170,7 +171,8 @@ def main(argv=None) -> int:
         parser.error('no INPUT given (CONFIG CHECKPOINT INPUT [INPUT ...], or ADAPTER.safetensors INPUT ...)')
     try:
         fmt = check_out(args.out, args.force)
-    except ValueError as e:
+        args.config = resolve_config(args.config) if args.config is not None else None
+    except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
     for name, path in (('config', args.config), ('checkpoint', args.checkpoint)):
         if path is not None and not osp.isfile(path):

@@ -85,9 +85,8 @@ def prepare_digits(root: str = 'data/digits') -> str:
     """
     if is_digits_complete(root):
         return root
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    from ..utils.extras import import_extra
+    digits = import_extra('sklearn.datasets', 'demo', "writing the embedded demo's digits").load_digits()
     splits = digit_splits(digits.target)
     parent = osp.dirname(osp.abspath(root))
     os.makedirs(parent, exist_ok=True)

@@ -43,8 +43,10 @@ def shifted(shots: Sequence[float], offset: float) -> List[float]:
 
 def dataset_figure(tables: List['Table'], dataset: str):
     """(figure, series labels) of accuracy against shots for one dataset (or 'average')."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from ..utils.extras import import_extra
+    purpose = "plotting the sweep report"
+    FigureCanvasAgg = import_extra('matplotlib.backends.backend_agg', 'plots', purpose).FigureCanvasAgg
+    Figure = import_extra('matplotlib.figure', 'plots', purpose).Figure
 
     fig = Figure(figsize=(6.4, 4.4))
     FigureCanvasAgg(fig)
