@@ -62,7 +62,8 @@ def test_the_default_base_holds_rn50_openai_values():
 
 
 def test_a_backbone_override_changes_every_place():
-    cfg = _cfg('tip_f_dtd_16shot.py', 'model.backbone.model_name=ViT-L-14', 'model.backbone.pretrained=laion2b_s32b_b82k')
+    cfg = _cfg('tip_f_dtd_16shot.py', 'model.backbone.model_name=ViT-L-14',
+               'model.backbone.pretrained=laion2b_s32b_b82k')
     assert cfg.model.head.feat_dim == 768
     assert cfg.model.data_preprocessor.mean == pytest.approx([127.5] * 3)
     assert cfg.model.data_preprocessor.std == pytest.approx([127.5] * 3)
@@ -87,6 +88,11 @@ def test_an_explicit_value_wins():
     resize = cfg.test_dataloader.dataset.pipeline[1]
     assert (resize.interpolation, resize.scale) == ('bilinear', 336)
     assert cfg.train_dataloader.dataset.pipeline[1].interpolation == 'bicubic'
+    # but a head of another size than the embedding never fits: an error before anything runs
+    cfg = _cfg('tip_dtd_16shot.py', 'model.head.feat_dim=999')
+    with pytest.raises(ValueError, match=r"model.backbone 'RN50' \(openai\) needs model\.head\.feat_dim=1024 "
+                                         r'\(it holds 999\)'):
+        check_backbone(cfg, None, clip_preprocess)
     # 'auto' is filled
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'tip_dtd_16shot.py'))
     cfg.model.backbone.model_name = 'RN50x4'

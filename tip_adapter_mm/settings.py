@@ -322,9 +322,9 @@ def describe() -> str:
 #   model.backbone.pretrained=laion2b_s34b_b88k``).
 #
 # Any other value is the config's own choice and wins (e.g. the bilinear test resize of the official
-# Meta-Adapter ImageNet config); only ``feat_dim`` must always be the backbone's. The project's runner fills
-# the places (:func:`tip_adapter_mm.engine.runner.resolve_config`); under a plain ``Runner.from_cfg``,
-# ``RunCheckHook`` raises for each place that would run with another backbone's value.
+# Meta-Adapter ImageNet config); only ``feat_dim`` must always be the backbone's (:func:`check_backbone`). The
+# project's runner fills the places (:func:`tip_adapter_mm.engine.runner.resolve_config`); under a plain
+# ``Runner.from_cfg``, ``RunCheckHook`` raises for each place that would run with another backbone's value.
 
 #: pipeline transform type -> {field: derived key}
 PIPELINE_FIELDS = {
@@ -392,8 +392,8 @@ def backbone_updates(cfg: Mapping, original: Optional[Mapping],
 
     Args:
         cfg: the config (after overrides).
-        original: the config as its file defines it, or None (then only None / ``'auto'`` places and a
-            ``feat_dim`` that is not the backbone's are returned).
+        original: the config as its file defines it, or None (then only None / ``'auto'`` places are
+            returned).
         derive: ``(model_name, pretrained) -> CLIPPreprocess``
             (:func:`tip_adapter_mm.models.clip_preprocess.clip_preprocess`).
 
@@ -429,8 +429,6 @@ def backbone_updates(cfg: Mapping, original: Optional[Mapping],
             updates.append((path, key, value, expected[key]))
         elif _close(value, expected[key]):
             continue
-        elif key == 'feat_dim':
-            updates.append((path, key, value, expected[key]))
         elif switched and _same(value, _get(original, path, missing)) and _close(value, old[key]):
             updates.append((path, key, value, expected[key]))
     return updates
@@ -454,12 +452,18 @@ def apply_backbone(cfg, original: Optional[Mapping], derive) -> List[str]:
 def check_backbone(cfg: Mapping, original: Optional[Mapping], derive, source: Optional[str] = None):
     """Raise ``ValueError`` naming each place that would run with another value than its backbone's.
 
-    What a plain ``Runner.from_cfg`` checks (``RunCheckHook``): the project's runner fills these places first
-    (:func:`apply_backbone`).
+    The places of :func:`backbone_updates`, and ``model.head.feat_dim`` when it is not the backbone's embedding
+    size (explicit or not). What every run checks (``RunCheckHook``, and the project's runner's preflight,
+    after :func:`apply_backbone` filled the places).
     """
     updates = backbone_updates(cfg, original, derive)
+    head_dim = _get(cfg, ('model', 'head', 'feat_dim'))
+    if backbone_of(cfg) is not None and _is_int(head_dim) and not any(u[1] == 'feat_dim' for u in updates):
+        dim = derive(*backbone_of(cfg)).feat_dim  # a head of another size never fits: not a choice
+        if head_dim != dim:
+            updates.append((('model', 'head', 'feat_dim'), 'feat_dim', head_dim, dim))
     if updates:
         where = f" in '{source}'" if source else ''
         raise ValueError(f'values from the backbone{where}: {describe_backbone_updates(cfg, updates)}. Set them, '
-                         "or run with the project's runner (runner_type='FewShotRunner', as the configs name it), "
-                         'which fills them')
+                         "or leave them to the backbone (None / 'auto', or the file's values): the project's runner "
+                         "(runner_type='FewShotRunner', as the configs name it) fills those")
