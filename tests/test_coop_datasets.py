@@ -432,7 +432,8 @@ def test_restrict_to_subset_through_the_runner(variants, demo_assets, tmp_path):
     cfg.model.backbone.update(model_name='tiny-clip', pretrained=demo_assets[1])
     cfg.model.head.update(feat_dim=64, num_shots=0, alpha=0.)  # zero-shot: the text classifier alone
     cfg.num_shots, cfg.init_alpha = 0, 0.
-    cfg.train_dataloader.dataset.update(num_shots=0, data_root=osp.join(root, 'imagenet'))
+    cfg.train_dataloader.dataset.update(num_shots=0, data_root=osp.join(root, 'imagenet'),
+                                        pipeline=digits.train_dataloader.dataset.pipeline)
     cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
     cfg.test_dataloader.dataset.update(data_root=osp.join(root, 'imagenet-adversarial'),
                                        imagenet_root=osp.join(root, 'imagenet'),

@@ -804,3 +804,84 @@ def test_error_bars_of_methods_are_offset(tmp_path):
     # the published series stay at the exact shots
     published_lines = [line for line in ax.get_lines() if line.get_label() == f'Tip-Adapter: {LABEL}']
     assert list(published_lines[0].get_xdata()) == [1, 2, 4, 8, 16]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the backbone axis
+
+def test_backbones_axis_plans_one_override_per_backbone(tmp_path):
+    dtd = osp.join(ROOT, 'configs', 'tip_dtd_16shot.py')
+    out = io.StringIO()
+    summary = sweep(['--configs', dtd, '--shots', '4', '--seeds', '1', '--work-dir', str(tmp_path / 'sweep'),
+                     '--backbones', 'RN50', 'ViT-B-16:laion2b_s34b_b88k', 'ViT-L/14@336px', '--dry-run'], out)
+    assert summary.exit_code == 0 and not summary.ran and not osp.exists(tmp_path / 'sweep')
+    lines = [line for line in out.getvalue().splitlines() if 'would run' in line]
+    assert len(lines) == 3
+    assert 'model.backbone.model_name=RN50 num_shots=4' in lines[0]  # the config's weights tag stays
+    assert 'model.backbone.model_name=ViT-B-16 model.backbone.pretrained=laion2b_s34b_b88k' in lines[1]
+    assert 'model.backbone.model_name=ViT-L/14@336px num_shots=4' in lines[2]
+    for line, folder in zip(lines, ('RN50', 'ViT-B-16_laion2b_s34b_b88k', 'ViT-L-14-336px')):
+        assert osp.join(str(tmp_path / 'sweep'), folder, 'tip_dtd_16shot', 'shot4_seed1') in line
+    # each run's config, as the project's runner resolves it: the backbone's size, mean/std and feat_dim
+    from mmengine.config import Config
+
+    from tip_adapter_mm.engine.runner import resolve_config
+    from tip_adapter_mm.launch import merge_train_args, parse_train_args
+    from tip_adapter_mm.sweep import plan_runs
+    runs = plan_runs([dtd], [4], [1], str(tmp_path), [('ViT-L/14@336px', None), ('RN50x4', 'openai')])
+    for run, (size, dim) in zip(runs, ((336, 768), (288, 640))):
+        args = parse_train_args(run.train_args())
+        cfg = resolve_config(merge_train_args(Config.fromfile(args.config), args))
+        assert cfg.model.head.feat_dim == dim and cfg.test_dataloader.dataset.pipeline[2].crop_size == size
+
+
+@pytest.mark.parametrize('argv', [['--backbones', 'RN50', '--cfg-options', 'model.backbone.model_name=RN101'],
+                                  ['--backbones', 'RN50', '--cfg-options', 'model.backbone.pretrained=x.pt'],
+                                  ['--backbones', 'RN50:'], ['--backbones', ':openai']])
+def test_backbones_axis_bad_input(tmp_path, argv):
+    with pytest.raises(SystemExit):
+        main(['--configs', CONFIGS[0], '--work-dir', str(tmp_path), *argv])
+
+
+def test_report_groups_by_backbone_and_tag(tmp_path):
+    """One table per backbone; a tag other than OpenAI's is part of the backbone (ViT-B-16 twice)."""
+    backbones = (('RN50', 'openai'), ('ViT-B-16', 'openai'), ('ViT-B-16', 'laion2b_s34b_b88k'))
+    for i, (name, tag) in enumerate(backbones):
+        for seed in (1, 2):
+            path = tmp_path / f'{name}_{tag}' / 'tip_digits_16shot' / f'shot2_seed{seed}' / 'results.json'
+            atomic_json_dump(dict(RECORD, backbone=name, pretrained=tag, seed=seed, test_top1=10. * i + seed),
+                             str(path))
+    write_reports(str(tmp_path), io.StringIO())
+    rows = {row['backbone']: row for row in _csv_rows(tmp_path)}
+    assert set(rows) == {'RN50', 'ViT-B-16', 'ViT-B-16 (laion2b_s34b_b88k)'}
+    assert float(rows['ViT-B-16 (laion2b_s34b_b88k)']['digits mean']) == pytest.approx(21.5)
+    assert float(rows['ViT-B-16']['digits mean']) == pytest.approx(11.5)
+    with open(tmp_path / 'report.md') as f:
+        assert '## Backbone: ViT-B-16 (laion2b_s34b_b88k)' in f.read()
+    with open(tmp_path / 'runs.csv', newline='') as f:
+        runs = list(csv.DictReader(f))
+    assert sorted({(r['backbone'], r['pretrained']) for r in runs}) == [
+        ('RN50', 'openai'), ('ViT-B-16', 'laion2b_s34b_b88k'), ('ViT-B-16', 'openai')]
+
+
+def test_feature_store_key_holds_the_backbone():
+    """Each image is encoded once per backbone: the store's key differs by model and by weights tag."""
+    from tip_adapter_mm.features.keys import backbone_identity
+    ids = [backbone_identity(dict(model_name=n, pretrained=t)) for n, t in
+           (('ViT-B-16', 'openai'), ('ViT-B-16', 'laion2b_s34b_b88k'), ('RN50', 'openai'))]
+    assert len({json.dumps(i, sort_keys=True) for i in ids}) == 3
+
+
+@pytest.mark.slow
+def test_backbones_axis_end_to_end(demo_assets, tmp_path):
+    """A real run through the axis: the override reaches tip-adapter-train and the report's backbone column."""
+    digits, ckpt = demo_assets
+    options = [o for o in demo_options(demo_assets) if not o.startswith('model.backbone.pretrained=')]
+    out = io.StringIO()
+    summary = sweep(['--configs', CONFIGS[0], '--shots', '2', '--seeds', '1', '--work-dir', str(tmp_path),
+                     '--backbones', f'tiny-clip:{ckpt}', '--cfg-options', *options], out)
+    assert summary.exit_code == 0, out.getvalue()
+    record = _results(tmp_path)[osp.join(osp.splitext(osp.basename(ckpt))[0].join(('tiny-clip_', '')),
+                                         'tip_digits_16shot', 'shot2_seed1')]
+    assert (record['backbone'], record['pretrained']) == ('tiny-clip', ckpt)
+    assert [row['backbone'] for row in _csv_rows(tmp_path)] == ['tiny-clip']

@@ -307,3 +307,163 @@ def is_zero_shot(settings: Mapping) -> bool:
 def describe() -> str:
     """One line per setting: the key and what it means (for error messages and documentation)."""
     return '\n'.join(f'  {key}: {text}' for key, (_, text) in SETTINGS.items())
+
+
+# --- values that come from the backbone ------------------------------------------------------------------------
+#
+# The backbone (``model.backbone.model_name`` / ``pretrained``) determines its preprocessing and feature size
+# (:func:`tip_adapter_mm.models.clip_preprocess.clip_preprocess`, read from open_clip). A config holds them where
+# the modules read them (the pipelines, ``model.data_preprocessor``, ``model.head.feat_dim``), so the file alone is
+# the experiment; :func:`backbone_updates` says which of those places hold "the backbone's value" and what it is:
+#
+# - a place holding None or ``'auto'``;
+# - a place still holding the file's value, when the backbone differs from the file's and that value was the
+#   file's backbone's (a backbone switch is one override: ``--cfg-options model.backbone.model_name=ViT-B-16
+#   model.backbone.pretrained=laion2b_s34b_b88k``).
+#
+# Any other value is the config's own choice and wins (e.g. the bilinear test resize of the official
+# Meta-Adapter ImageNet config); only ``feat_dim`` must always be the backbone's (:func:`check_backbone`). The
+# project's runner fills the places (:func:`tip_adapter_mm.engine.runner.resolve_config`); under a plain
+# ``Runner.from_cfg``, ``RunCheckHook`` raises for each place that would run with another backbone's value.
+
+#: pipeline transform type -> {field: derived key}
+PIPELINE_FIELDS = {
+    'RandomResizedCrop': {'scale': 'image_size', 'interpolation': 'interpolation'},
+    'ResizeEdge': {'scale': 'image_size', 'interpolation': 'interpolation'},
+    'CenterCrop': {'crop_size': 'image_size'},
+}
+#: the data preprocessor takes mean and std in pixel units
+PIXEL = 255.
+AUTO = (None, 'auto')
+
+
+def _pipeline_places(cfg: Mapping) -> Iterator[Tuple[Path, str]]:
+    for path in _dataset_paths(cfg, 'pipeline'):
+        pipeline = _get(cfg, path)
+        for i, transform in enumerate(pipeline if isinstance(pipeline, (list, tuple)) else ()):
+            fields = PIPELINE_FIELDS.get(transform.get('type')) if _is_mapping(transform) else None
+            for name, key in (fields or {}).items():
+                if name in transform:
+                    yield path + (i, name), key
+
+
+def backbone_places(cfg: Mapping) -> List[Tuple[Path, str]]:
+    """``(path, derived key)`` of every place of ``cfg`` that holds a value of the backbone: ``image_size``
+    and ``interpolation`` in the datasets' pipelines, ``mean`` and ``std`` of ``model.data_preprocessor``,
+    ``model.head.feat_dim``."""
+    found = list(_pipeline_places(cfg))
+    for name in ('mean', 'std'):
+        if _has(cfg, ('model', 'data_preprocessor', name)):
+            found.append((('model', 'data_preprocessor', name), name))
+    if _has(cfg, ('model', 'head', 'feat_dim')):
+        found.append((('model', 'head', 'feat_dim'), 'feat_dim'))
+    return found
+
+
+def backbone_of(cfg: Mapping) -> Optional[Tuple[str, Any]]:
+    """``(model_name, pretrained)`` of a ``CLIPBackbone`` config, else None."""
+    backbone = _get(cfg, ('model', 'backbone'))
+    if not _is_mapping(backbone) or backbone.get('type') != 'CLIPBackbone':
+        return None
+    return backbone.get('model_name', 'RN50'), backbone.get('pretrained', 'openai')
+
+
+def derived_values(preprocess) -> Dict[str, Any]:
+    """The config values of a :class:`~tip_adapter_mm.models.clip_preprocess.CLIPPreprocess`, by derived key."""
+    size = preprocess.image_size
+    return dict(image_size=size if isinstance(size, int) else list(size),
+                interpolation=preprocess.interpolation,
+                mean=[m * PIXEL for m in preprocess.mean], std=[s * PIXEL for s in preprocess.std],
+                feat_dim=preprocess.feat_dim)
+
+
+def _close(a, b) -> bool:
+    a, b = _plain(a), _plain(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if _is_real(a) and _is_real(b):
+        return math.isclose(a, b, rel_tol=1e-6)
+    return a == b
+
+
+def backbone_updates(cfg: Mapping, original: Optional[Mapping],
+                     derive: Callable[[str, Any], Any]) -> List[Tuple[Path, str, Any, Any]]:
+    """The places of ``cfg`` that hold "the backbone's value" but another one (see the comment above).
+
+    Args:
+        cfg: the config (after overrides).
+        original: the config as its file defines it, or None (then only None / ``'auto'`` places are
+            returned).
+        derive: ``(model_name, pretrained) -> CLIPPreprocess``
+            (:func:`tip_adapter_mm.models.clip_preprocess.clip_preprocess`).
+
+    Returns:
+        list of ``(path, derived key, current value, the backbone's value)``.
+
+    Raises:
+        ValueError: open_clip preprocesses the backbone with a resize mode other than ``'shortest'`` (what the
+            pipelines' ``ResizeEdge`` + ``CenterCrop`` do), or with a non-square size.
+    """
+    backbone = backbone_of(cfg)
+    if backbone is None:
+        return []
+    places_ = backbone_places(cfg)
+    if not places_:
+        return []
+    preprocess = derive(*backbone)
+    expected = derived_values(preprocess)
+    if any(key == 'image_size' for _, key in places_):
+        if preprocess.resize_mode != 'shortest' or not isinstance(preprocess.image_size, int):
+            raise ValueError(
+                f"open_clip preprocesses model '{preprocess.model_name}' ({backbone[1]}) with resize_mode="
+                f"'{preprocess.resize_mode}' to {preprocess.image_size}; the pipelines' ResizeEdge + CenterCrop "
+                "implement open_clip's 'shortest' mode to a square only")
+    before = backbone_of(original) if original is not None else None
+    switched = before is not None and not _same(before, backbone)
+    old = derived_values(derive(*before)) if switched else None
+    missing = object()
+    updates = []
+    for path, key in places_:
+        value = _get(cfg, path)
+        if (isinstance(value, str) or value is None) and value in AUTO:
+            updates.append((path, key, value, expected[key]))
+        elif _close(value, expected[key]):
+            continue
+        elif switched and _same(value, _get(original, path, missing)) and _close(value, old[key]):
+            updates.append((path, key, value, expected[key]))
+    return updates
+
+
+def describe_backbone_updates(cfg: Mapping, updates) -> str:
+    """One line for the places :func:`backbone_updates` returned: each key, its value and the backbone's."""
+    name, pretrained = backbone_of(cfg)
+    return f"model.backbone {name!r} ({pretrained}) needs " + '; '.join(
+        f'{_dotted(path)}={expected!r} (it holds {value!r})' for path, _, value, expected in updates)
+
+
+def apply_backbone(cfg, original: Optional[Mapping], derive) -> List[str]:
+    """Fill the places that hold the backbone's value (in place); return them, dotted."""
+    updates = backbone_updates(cfg, original, derive)
+    for path, _, _, expected in updates:
+        _set(cfg, path, expected)
+    return [_dotted(path) for path, *_ in updates]
+
+
+def check_backbone(cfg: Mapping, original: Optional[Mapping], derive, source: Optional[str] = None):
+    """Raise ``ValueError`` naming each place that would run with another value than its backbone's.
+
+    The places of :func:`backbone_updates`, and ``model.head.feat_dim`` when it is not the backbone's embedding
+    size (explicit or not). What every run checks (``RunCheckHook``, and the project's runner's preflight,
+    after :func:`apply_backbone` filled the places).
+    """
+    updates = backbone_updates(cfg, original, derive)
+    head_dim = _get(cfg, ('model', 'head', 'feat_dim'))
+    if backbone_of(cfg) is not None and _is_int(head_dim) and not any(u[1] == 'feat_dim' for u in updates):
+        dim = derive(*backbone_of(cfg)).feat_dim  # a head of another size never fits: not a choice
+        if head_dim != dim:
+            updates.append((('model', 'head', 'feat_dim'), 'feat_dim', head_dim, dim))
+    if updates:
+        where = f" in '{source}'" if source else ''
+        raise ValueError(f'values from the backbone{where}: {describe_backbone_updates(cfg, updates)}. Set them, '
+                         "or leave them to the backbone (None / 'auto', or the file's values): the project's runner "
+                         "(runner_type='FewShotRunner', as the configs name it) fills those")

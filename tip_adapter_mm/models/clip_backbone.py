@@ -55,6 +55,11 @@ class CLIPBackbone(BaseModule):
     weights are kept out of the state dict unless ``save_frozen=True``, so a checkpoint holds the adapter
     state only and stays valid as long as the same open_clip weights are used.
 
+    The preprocessing that goes with the model and weights (``image_size``, ``mean``, ``std``,
+    ``interpolation``, :attr:`preprocess`) is read from open_clip's registries
+    (:func:`~tip_adapter_mm.models.clip_preprocess.clip_preprocess`); the project's runner puts it into the
+    config's pipelines, data preprocessor and head (:mod:`tip_adapter_mm.settings`).
+
     Args:
         model_name (str): open_clip model name (``RN50``, ``ViT-B-16``, ...) or OpenAI's (``ViT-B/16``).
         pretrained (str, optional): an open_clip pretrained tag (``openai``, ``laion2b_s34b_b79k``, ...), a
@@ -119,6 +124,34 @@ class CLIPBackbone(BaseModule):
         """Dimension of the joint embedding."""
         return int(self.clip.text_projection.shape[1]) if hasattr(self.clip, 'text_projection') \
             else int(self.clip.visual.output_dim)
+
+    @property
+    def preprocess(self):
+        """The preprocessing open_clip uses for this model and weights
+        (:func:`~tip_adapter_mm.models.clip_preprocess.clip_preprocess`: image size, mean, std, interpolation,
+        resize mode, feature size), read from open_clip's registries."""
+        from .clip_preprocess import clip_preprocess
+        return clip_preprocess(self.model_name, self.pretrained)
+
+    @property
+    def image_size(self):
+        """The input size of the image tower (an int for square inputs)."""
+        return self.preprocess.image_size
+
+    @property
+    def mean(self):
+        """The per-channel normalisation mean in [0, 1] (RGB)."""
+        return self.preprocess.mean
+
+    @property
+    def std(self):
+        """The per-channel normalisation std in [0, 1] (RGB)."""
+        return self.preprocess.std
+
+    @property
+    def interpolation(self) -> str:
+        """The resize interpolation of the weights' preprocessing."""
+        return self.preprocess.interpolation
 
     @property
     def dtype(self) -> torch.dtype:

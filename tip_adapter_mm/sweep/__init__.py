@@ -20,7 +20,15 @@ as dashed lines when the backbone is RN50).
 
     tip-adapter-sweep --configs configs/tip_digits_16shot.py configs/zeroshot_digits.py \\
         --shots 1 2 4 8 16 --seeds 1 2 3 --work-dir work_dirs/sweep
+    tip-adapter-sweep --configs configs/tip_dtd_16shot.py --backbones RN50 ViT-B-16 ViT-B-16:laion2b_s34b_b88k \\
+        --shots 1 2 4 8 16 --seeds 1 2 3 --work-dir work_dirs/sweep
     tip-adapter-sweep --report-only --work-dir work_dirs/sweep
+
+The backbone axis (``--backbones NAME[:TAG] ...``) runs every config with each backbone as the override
+``model.backbone.model_name=NAME model.backbone.pretrained=TAG`` (the runner takes the image size, mean/std and
+feature size from open_clip), in ``<work_dir>/<backbone>/<config stem>/shot<K>_seed<S>/``; the report has one
+table per backbone (``backbone`` column of report.csv; ``NAME (TAG)`` for weights other than OpenAI's). The
+feature store keys features by backbone, so each image is encoded once per backbone.
 
 Modules: :mod:`.runs` (planning and executing runs), :mod:`.results` (collecting results.json, row labels),
 :mod:`.report` (aggregation, Markdown and CSV), :mod:`.plots` (the PNGs), :mod:`.cli` (the command line).

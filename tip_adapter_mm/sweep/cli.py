@@ -2,7 +2,8 @@
 line.
 
     tip-adapter-sweep --configs CFG [CFG ...] --shots 1 2 4 8 16 --seeds 1 2 3 --work-dir work_dirs/sweep \\
-        [--launcher none|pytorch --gpus N] [--cfg-options KEY=VALUE ...] [--dry-run] [--report-only]
+        [--backbones RN50 ViT-B-16 ViT-B-16:laion2b_s34b_b88k ...] [--launcher none|pytorch --gpus N] \\
+        [--cfg-options KEY=VALUE ...] [--dry-run] [--report-only]
 
 Exit status: 0 when every planned run has a valid results.json (``--report-only``: when the report lists no
 problem: no invalid results.json, no run folder without one) and a report was written; 1 otherwise; 128 + the
@@ -14,7 +15,7 @@ import signal
 import sys
 
 from .report import report_problems, write_reports
-from .runs import RUN_LOG, SweepSummary, run_sweep
+from .runs import BACKBONE_KEYS, RUN_LOG, SweepSummary, parse_backbone, run_sweep
 
 
 def parse_args(argv=None):
@@ -27,8 +28,15 @@ def parse_args(argv=None):
     parser.add_argument('--configs', nargs='+', default=[], metavar='CFG', help='config files to sweep')
     parser.add_argument('--shots', nargs='+', type=int, default=[1, 2, 4, 8, 16], help='shots per class')
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3], help='few-shot sampling seeds')
+    parser.add_argument('--backbones', nargs='+', default=[], metavar='NAME[:TAG]',
+                        help='the backbone axis: each open_clip model NAME (ViT-B-16, or OpenAI\'s ViT-B/16) with '
+                             'an optional pretrained TAG (laion2b_s34b_b88k; default: the config\'s) becomes '
+                             'model.backbone.model_name/pretrained of every run; its image size, mean/std and '
+                             'feature size come from open_clip. Runs go to WORK_DIR/<backbone>/<config stem>/...; '
+                             'default: the configs\' own backbone')
     parser.add_argument('--work-dir', default='work_dirs/sweep',
-                        help='runs go to WORK_DIR/<config stem>/shot<K>_seed<S>/, reports to WORK_DIR')
+                        help='runs go to WORK_DIR/<config stem>/shot<K>_seed<S>/ (with --backbones: '
+                             'WORK_DIR/<backbone>/<config stem>/shot<K>_seed<S>/), reports to WORK_DIR')
     parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
                         help="'none': one process per run (python -m tip_adapter_mm.cli.train); 'pytorch': "
                              "--gpus processes per run (python -m torch.distributed.run, on $PORT or a free port)")
@@ -45,6 +53,12 @@ def parse_args(argv=None):
             parser.error(f'--cfg-options takes KEY=VALUE, got {option!r}')
         if option.split('=', 1)[0] in ('num_shots', 'fewshot_seed'):
             parser.error(f'{option!r}: give shots and seeds with --shots and --seeds')
+        if args.backbones and option.split('=', 1)[0] in BACKBONE_KEYS:
+            parser.error(f'{option!r}: with --backbones, give the backbones there (NAME:TAG)')
+    try:
+        args.backbones = [parse_backbone(b) for b in args.backbones]
+    except ValueError as e:
+        parser.error(f'--backbones: {e}')
     if any(k < 1 for k in args.shots):
         parser.error('--shots must be positive (zero-shot configs set num_shots = 0 themselves)')
     if args.gpus < 1:
@@ -68,7 +82,7 @@ def sweep(argv=None, out=None) -> SweepSummary:
     summary = SweepSummary()
     if not args.report_only:
         summary = run_sweep(args.configs, args.shots, args.seeds, args.work_dir, args.cfg_options,
-                            args.launcher, args.gpus, args.dry_run, out)
+                            args.launcher, args.gpus, args.dry_run, out, args.backbones or (None, ))
         if args.dry_run:
             return summary
     summary.reports = write_reports(args.work_dir, out)

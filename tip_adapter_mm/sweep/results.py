@@ -35,6 +35,18 @@ class Result:
     record: Optional[dict] = field(default=None, repr=False, compare=False)  # the whole results.json
 
 
+def backbone_label(data: dict) -> str:
+    """The report's backbone of a results.json: its ``backbone`` (the model name), with the pretrained tag in
+    parentheses unless that is ``openai`` (the papers' weights) or a local checkpoint file:
+    ``ViT-B-16 (laion2b_s34b_b88k)``, ``RN50``, ``tiny-clip``."""
+    name = str(data.get('backbone') or 'unknown')
+    tag = data.get('pretrained')
+    if not isinstance(tag, str) or not tag or tag == 'openai':
+        return name
+    from ..features.keys import is_local_weights
+    return name if is_local_weights(tag) else f'{name} ({tag})'
+
+
 def config_stem(config: str) -> str:
     return osp.splitext(osp.basename(config))[0]
 
@@ -131,7 +143,7 @@ def collect_results(work_dir: str) -> Tuple[List[Result], List[str]]:
         shots = 0 if shots is None or is_zero_shot(data) else int(shots)
         seed = data.get('seed')
         results.append(Result(path=path, method=method, dataset=str(data.get('dataset') or 'unknown'),
-                              backbone=str(data.get('backbone') or 'unknown'), shots=shots,
+                              backbone=backbone_label(data), shots=shots,
                               seed=int(seed) if isinstance(seed, (int, float)) else seed, top1=float(top1),
                               config=config_stem(str(data.get('config') or '')), mtime=osp.getmtime(path),
                               record=data))

@@ -13,6 +13,7 @@ SIGTERM, SIGHUP) it stops that group (SIGTERM, then SIGKILL after :data:`STOP_GR
 import json
 import os
 import os.path as osp
+import re
 import shlex
 import signal
 import site
@@ -48,14 +49,38 @@ class SweepInterrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+#: ``--cfg-options`` keys that the backbones axis sets
+BACKBONE_KEYS = ('model.backbone.model_name', 'model.backbone.pretrained')
+
+
+def parse_backbone(value: str) -> Tuple[str, Optional[str]]:
+    """``'NAME'`` or ``'NAME:TAG'`` (a value of ``--backbones``) -> ``(name, tag or None)``.
+
+    NAME is an open_clip (``ViT-B-16``) or OpenAI (``ViT-B/16``) model name, TAG an open_clip pretrained tag
+    (``laion2b_s34b_b88k``) or a local checkpoint file; without TAG the config's weights tag stays.
+    """
+    name, _, tag = str(value).partition(':')
+    if not name.strip() or (_ and not tag.strip()):
+        raise ValueError(f"a backbone is NAME or NAME:TAG (e.g. ViT-B-16:laion2b_s34b_b88k), got {value!r}")
+    return name.strip(), tag.strip() or None
+
+
+def backbone_slug(backbone: Tuple[str, Optional[str]]) -> str:
+    """A folder name for a backbone: ``ViT-B-16_laion2b_s34b_b88k``, ``ViT-L-14-336px`` for ``ViT-L/14@336px``."""
+    name, tag = backbone
+    text = name if tag is None else f'{name}_{osp.splitext(osp.basename(tag))[0]}'
+    return re.sub(r'[^\w.-]+', '-', text).strip('-') or 'backbone'
+
+
 @dataclass
 class Run:
-    """One training run of a sweep."""
+    """One training run of a sweep; ``backbone`` (name, tag or None) overrides the config's, None keeps it."""
     config: str  # absolute path
     shots: int  # 0 for a config that uses no shots
     seed: int
     work_dir: str
     shot_independent: bool = False
+    backbone: Optional[Tuple[str, Optional[str]]] = None
 
     @property
     def stem(self) -> str:
@@ -63,7 +88,9 @@ class Run:
 
     @property
     def name(self) -> str:
-        return f'{self.stem} shots={self.shots} seed={self.seed}'
+        backbone = '' if self.backbone is None else \
+            f' backbone={self.backbone[0]}' + (f':{self.backbone[1]}' if self.backbone[1] else '')
+        return f'{self.stem}{backbone} shots={self.shots} seed={self.seed}'
 
     @property
     def results_path(self) -> str:
@@ -72,6 +99,10 @@ class Run:
     def train_args(self, cfg_options: Sequence[str] = ()) -> List[str]:
         """The arguments of ``tip-adapter-train`` (``tools/train.py``) for this run."""
         options = list(cfg_options)
+        if self.backbone is not None:  # the backbone switch: the runner fills its preprocessing and feat_dim
+            options.append(f'{BACKBONE_KEYS[0]}={self.backbone[0]}')
+            if self.backbone[1]:
+                options.append(f'{BACKBONE_KEYS[1]}={self.backbone[1]}')
         if not self.shot_independent:
             options.append(f'num_shots={self.shots}')
         options.append(f'fewshot_seed={self.seed}')
@@ -102,19 +133,27 @@ def is_shot_independent(config: str) -> bool:
     return is_zero_shot(cfg)
 
 
-def plan_runs(configs: Sequence[str], shots: Sequence[int], seeds: Sequence[int], work_dir: str) -> List[Run]:
-    """Every config x shots x seeds, in that nesting order; shot-independent configs once per seed."""
+def plan_runs(configs: Sequence[str], shots: Sequence[int], seeds: Sequence[int], work_dir: str,
+              backbones: Sequence[Optional[Tuple[str, Optional[str]]]] = (None, )) -> List[Run]:
+    """Every backbone x config x shots x seeds, in that nesting order; shot-independent configs once per seed.
+
+    Runs go to ``<work_dir>/<config stem>/shot<K>_seed<S>``, or, with a backbones axis,
+    ``<work_dir>/<backbone slug>/<config stem>/shot<K>_seed<S>`` (:func:`backbone_slug`). A backbone of None is
+    the config's own.
+    """
     runs, seen = [], set()
-    for config in configs:
-        config = osp.abspath(config)
-        independent = is_shot_independent(config)
-        for k in ([0] if independent else shots):
-            for seed in seeds:
-                run = Run(config, int(k), int(seed),
-                          osp.join(work_dir, config_stem(config), f'shot{k}_seed{seed}'), independent)
-                if run.work_dir not in seen:  # a config given twice, or repeated shots/seeds
-                    seen.add(run.work_dir)
-                    runs.append(run)
+    for backbone in backbones or (None, ):
+        root = work_dir if backbone is None else osp.join(work_dir, backbone_slug(backbone))
+        for config in configs:
+            config = osp.abspath(config)
+            independent = is_shot_independent(config)
+            for k in ([0] if independent else shots):
+                for seed in seeds:
+                    run = Run(config, int(k), int(seed), osp.join(root, config_stem(config), f'shot{k}_seed{seed}'),
+                              independent, backbone)
+                    if run.work_dir not in seen:  # a config given twice, or repeated shots/seeds/backbones
+                        seen.add(run.work_dir)
+                        runs.append(run)
     return runs
 
 
@@ -302,16 +341,17 @@ def _move_aside(path: str) -> str:
 
 def run_sweep(configs: Sequence[str], shots: Sequence[int], seeds: Sequence[int], work_dir: str,
               cfg_options: Sequence[str] = (), launcher: str = 'none', gpus: int = 1, dry_run: bool = False,
-              out=None) -> SweepSummary:
+              out=None, backbones: Sequence[Optional[Tuple[str, Optional[str]]]] = (None, )) -> SweepSummary:
     """Run (or, with ``dry_run``, list) every run without a valid results.json; print progress to ``out``.
 
     An invalid results.json is moved aside (``results.json.invalid-<time>``) and its run started again. At the
     end, ``summary.incomplete`` lists the planned runs that still have no valid results.json (not with
     ``dry_run``). SIGTERM and SIGHUP raise :class:`SweepInterrupted` while it runs (see :func:`execute`).
+    ``backbones`` is the backbone axis (see :func:`plan_runs`).
     """
     out = out or sys.stdout
     work_dir = osp.abspath(work_dir)
-    runs = plan_runs(configs, shots, seeds, work_dir)
+    runs = plan_runs(configs, shots, seeds, work_dir, backbones)
     summary = SweepSummary()
     state = {r.work_dir: read_results(r.results_path) for r in runs}
     todo = [r for r in runs if state[r.work_dir][1]]

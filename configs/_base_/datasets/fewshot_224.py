@@ -1,8 +1,11 @@
-# Shared settings of the few-shot datasets at CLIP's 224 px: the official augmentation and CLIP's
+# Shared settings of the few-shot datasets: the official augmentation and CLIP's
 # preprocessing, loaders for the train / val / test splits. Each dataset file inherits this one and names its
 # dataset (the CoOp split-file datasets by default); see the README data guide.
 # One top-level key per setting; --cfg-options num_shots=8 fewshot_seed=2 changes it in every place below
 # and in the head (tip_adapter_mm.settings lists them all).
+# The 224 px and bicubic resize below are the default backbone's (RN50 + openai, open_clip's preprocessing):
+# the project's runner replaces them with another backbone's (e.g. 336 px for ViT-L-14-336) unless a config
+# sets its own (tip_adapter_mm.settings.backbone_updates).
 num_shots = 16
 fewshot_seed = 1
 fewshot_split_file = None  # an earlier run's fewshot_split.json: its sampled lists instead of the seed

@@ -7,7 +7,7 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmpretrain.registry import HOOKS
 
-from ...settings import check_consistency
+from ...settings import check_backbone, check_consistency
 from ...utils.checkpoint import message_hub_from_plain, message_hub_to_plain, safe_load
 from ..identity import KEY as IDENTITY
 from ..identity import check_identity, run_identity
@@ -25,6 +25,10 @@ class RunCheckHook(Hook):
       (:func:`tip_adapter_mm.settings.check_consistency`: e.g. the head's and the datasets' ``num_shots``),
       so a config edited in one place only is an error under any entry point, also a plain
       ``Runner.from_cfg`` (the project's runner checks it earlier, before the work dir exists).
+    - ``before_run`` checks that the pipelines, data preprocessor and head hold the backbone's preprocessing
+      and feature size (:func:`tip_adapter_mm.settings.check_backbone`): under a plain ``Runner.from_cfg``, a
+      backbone changed without them (which the project's runner would have filled) is an error naming each
+      key and the value it needs.
     - ``before_run`` also reads the checkpoint the run will load or resume from (``load_from``, ``--resume`` with
       or without a path) with ``torch.load(weights_only=True)`` (:func:`~tip_adapter_mm.utils.checkpoint.
       safe_load`): a file that would run code, or that is empty or truncated, stops the run with an error
@@ -51,6 +55,7 @@ class RunCheckHook(Hook):
     def before_run(self, runner):
         cfg = runner.cfg
         check_consistency(cfg, getattr(cfg, 'filename', None))
+        self._check_backbone(cfg)
         if is_main_process():
             self._lock = lock_work_dir(runner.work_dir)
             removed = remove_stale_temporaries(runner.work_dir)
@@ -70,6 +75,15 @@ class RunCheckHook(Hook):
                                       or 'epoch' not in (meta or {})):
                 raise ValueError(f"--resume needs a training checkpoint of this run (epoch_N.pth, with its optimizer "
                                  f"and epoch), but '{path}' has none: to start from its weights, use load_from")
+
+    @staticmethod
+    def _check_backbone(cfg):
+        from mmengine.config import Config
+
+        from ...models.clip_preprocess import clip_preprocess
+        filename = getattr(cfg, 'filename', None)
+        original = Config.fromfile(filename) if filename and osp.isfile(filename) else None
+        check_backbone(cfg, original, clip_preprocess, filename)
 
     def after_run(self, runner):
         if self._lock is not None:

@@ -7,7 +7,7 @@ from mmengine.runner import Runner
 from mmpretrain.registry import RUNNERS
 
 from ... import compat
-from ...settings import check_overrides, resolve
+from ...settings import apply_backbone, check_overrides, resolve
 from .preflight import preflight
 
 
@@ -23,6 +23,10 @@ RUNTIME_KEYS = (set(inspect.signature(Runner.__init__).parameters) - {'self'}) |
 def resolve_config(cfg):
     """Apply the changed top-level settings of ``cfg`` against its file (in place); see :class:`FewShotRunner`.
 
+    Then fills the places that hold the backbone's values (pipeline sizes and interpolation, the data
+    preprocessor's mean and std, the head's ``feat_dim``: :func:`tip_adapter_mm.settings.backbone_updates`),
+    e.g. after ``--cfg-options model.backbone.model_name=ViT-B-16 model.backbone.pretrained=laion2b_s34b_b88k``.
+
     Also turns off ``persistent_workers`` of loaders without workers: mmpretrain's tools/train.py defaults
     it to True, which torch refuses with ``num_workers=0`` (one process gives fresh randomness every pass
     anyway, so the run is the same).
@@ -32,6 +36,8 @@ def resolve_config(cfg):
     if original is not None:
         check_overrides(cfg, original, RUNTIME_KEYS)
     resolve(cfg, original)
+    from ...models.clip_preprocess import clip_preprocess
+    apply_backbone(cfg, original, clip_preprocess)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(key)
         if loader and not loader.get('num_workers', 0):
@@ -57,7 +63,9 @@ class FewShotRunner(Runner):
     output), :meth:`from_cfg`
 
     1. applies changed top-level settings (``--cfg-options num_shots=8``) to every place that holds them and
-       refuses a place changed alone (:func:`tip_adapter_mm.settings.resolve`);
+       refuses a place changed alone (:func:`tip_adapter_mm.settings.resolve`), and puts the backbone's
+       preprocessing and feature size (read from open_clip) into the places that hold them
+       (:func:`tip_adapter_mm.settings.apply_backbone`): a backbone switch is one override;
     2. checks datasets, model, checkpoint and training settings
        (:func:`~tip_adapter_mm.engine.runner.preflight.preflight`);
     3. for ``--launcher pytorch`` on a machine without CUDA, starts a gloo process group

@@ -50,25 +50,23 @@ def preflight(cfg) -> dict:
     Raises:
         FileNotFoundError / ValueError: with the file, the value and what was expected.
     """
-    import open_clip
     from mmpretrain.registry import DATASETS
 
-    from ...models.clip_backbone import _is_local_file, resolve_model_name
+    from ...models.clip_backbone import _is_local_file
+    from ...models.clip_preprocess import clip_preprocess
+    from ...settings import check_backbone
     from ..features import check_store_cfg
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     check_store_cfg(cfg.get('feature_store'))
     model = cfg.get('model', {})
     backbone, head = model.get('backbone', {}), model.get('head', {})
     if backbone.get('type') == 'CLIPBackbone':
-        name = resolve_model_name(backbone.get('model_name', 'RN50'), backbone.get('pretrained', 'openai'))
         pretrained = backbone.get('pretrained')
         if pretrained and _is_local_file(pretrained) and not osp.isfile(pretrained):
             raise FileNotFoundError(f"CLIP checkpoint file '{pretrained}' (model.backbone.pretrained) does "
                                     'not exist')
-        embed_dim = (open_clip.get_model_config(name) or {}).get('embed_dim')
-        if embed_dim and head.get('feat_dim') and int(head['feat_dim']) != int(embed_dim):
-            raise ValueError(f"model.head.feat_dim={head['feat_dim']} but open_clip model '{name}' embeds "
-                             f'into {embed_dim} dimensions')
+        # the head's feat_dim and the preprocessing hold the backbone's values (resolve_config filled them)
+        check_backbone(cfg, None, clip_preprocess, getattr(cfg, 'filename', None))
     from ...datasets.few_shot_dataset import FewShotDataset, check_readable
     datasets = {}
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

@@ -1,3 +1,0 @@
-# CLIP ViT-B/32 (OpenAI weights through open_clip) with a Tip-Adapter cache head.
-_base_ = ['./clip_rn50.py']
-model = dict(backbone=dict(model_name='ViT-B/32'), head=dict(feat_dim=512))

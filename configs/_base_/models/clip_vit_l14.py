@@ -1,3 +1,0 @@
-# CLIP ViT-L/14 (OpenAI weights through open_clip) with a Tip-Adapter cache head.
-_base_ = ['./clip_rn50.py']
-model = dict(backbone=dict(model_name='ViT-L/14'), head=dict(feat_dim=768))
