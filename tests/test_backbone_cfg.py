@@ -97,7 +97,11 @@ def test_an_explicit_value_wins():
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'tip_dtd_16shot.py'))
     cfg.model.backbone.model_name = 'RN50x4'
     cfg.model.head.feat_dim = 'auto'
-    assert apply_backbone(cfg, None, clip_preprocess) == ['model.head.feat_dim'] and cfg.model.head.feat_dim == 640
+    filled = apply_backbone(cfg, None, clip_preprocess)
+    assert 'model.head.feat_dim' in filled and cfg.model.head.feat_dim == 640
+    # and so are the values inherited from the RN50 base files (288 px for RN50x4)
+    assert 'test_dataloader.dataset.pipeline.2.crop_size' in filled
+    assert cfg.test_dataloader.dataset.pipeline[2].crop_size == 288
 
 
 def test_a_mismatch_under_a_plain_runner_is_an_error():
@@ -115,6 +119,21 @@ def test_a_mismatch_under_a_plain_runner_is_an_error():
         RunCheckHook._check_backbone(cfg)
     apply_backbone(cfg, original, clip_preprocess)  # what the project's runner does
     RunCheckHook._check_backbone(cfg)
+
+
+def test_a_child_config_that_switches_the_backbone_gets_its_values(tmp_path):
+    """A user's config file inheriting a method config and setting only model.backbone: the inherited RN50
+    values are the backbone's, filled by the project's runner and an error naming them under a plain runner."""
+    child = tmp_path / 'tip_dtd_vit_l14_336.py'
+    child.write_text(f"_base_ = ['{osp.join(ROOT, 'configs', 'tip_dtd_16shot.py')}']\n"
+                     "model = dict(backbone=dict(model_name='ViT-L-14-336'))\n")
+    cfg = Config.fromfile(str(child))
+    with pytest.raises(ValueError, match=r'pipeline\.1\.scale=336 \(it holds 224\).*feat_dim=768'):
+        check_backbone(cfg, Config.fromfile(str(child)), clip_preprocess, str(child))
+    resolved = resolve_config(Config.fromfile(str(child)))
+    assert resolved.model.head.feat_dim == 768
+    assert {t.get('scale', t.get('crop_size')) for _, pipeline in _pipelines(resolved) for t in pipeline
+            if t.type in ('RandomResizedCrop', 'ResizeEdge', 'CenterCrop')} == {336}
 
 
 def test_backbone_module_exposes_the_same_values():

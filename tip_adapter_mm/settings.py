@@ -319,7 +319,9 @@ def describe() -> str:
 # - a place holding None or ``'auto'``;
 # - a place still holding the file's value, when the backbone differs from the file's and that value was the
 #   file's backbone's (a backbone switch is one override: ``--cfg-options model.backbone.model_name=ViT-B-16
-#   model.backbone.pretrained=laion2b_s34b_b88k``).
+#   model.backbone.pretrained=laion2b_s34b_b88k``);
+# - a place holding the value of the backbone the base files are written for (:data:`BASE_BACKBONE`) under
+#   another backbone (a config file that inherits a method config and sets only ``model.backbone``).
 #
 # Any other value is the config's own choice and wins (e.g. the bilinear test resize of the official
 # Meta-Adapter ImageNet config); only ``feat_dim`` must always be the backbone's (:func:`check_backbone`). The
@@ -332,6 +334,9 @@ PIPELINE_FIELDS = {
     'ResizeEdge': {'scale': 'image_size', 'interpolation': 'interpolation'},
     'CenterCrop': {'crop_size': 'image_size'},
 }
+#: the backbone that the project's base files (configs/_base_/models/clip_rn50.py, datasets/fewshot_224.py) are
+#: written for: their values are "the backbone's" under any other backbone
+BASE_BACKBONE = ('RN50', 'openai')
 #: the data preprocessor takes mean and std in pixel units
 PIXEL = 255.
 AUTO = (None, 'auto')
@@ -421,6 +426,10 @@ def backbone_updates(cfg: Mapping, original: Optional[Mapping],
     before = backbone_of(original) if original is not None else None
     switched = before is not None and not _same(before, backbone)
     old = derived_values(derive(*before)) if switched else None
+    # the project's base files hold BASE_BACKBONE's values: a place still holding one of them under another
+    # backbone was inherited, not chosen (e.g. a user's config file that inherits a method config and sets only
+    # model.backbone.model_name)
+    base = derived_values(derive(*BASE_BACKBONE)) if not _same(backbone, BASE_BACKBONE) else None
     missing = object()
     updates = []
     for path, key in places_:
@@ -430,6 +439,8 @@ def backbone_updates(cfg: Mapping, original: Optional[Mapping],
         elif _close(value, expected[key]):
             continue
         elif switched and _same(value, _get(original, path, missing)) and _close(value, old[key]):
+            updates.append((path, key, value, expected[key]))
+        elif base is not None and _close(value, base[key]):
             updates.append((path, key, value, expected[key]))
     return updates
 
