@@ -42,26 +42,22 @@ def test_short_config_on_own_folder(flowers, demo_assets, tmp_path):
     from tip_adapter_mm.launch import main_train
     _, ckpt = demo_assets
     config = tmp_path / 'flowers_tip.py'
-    # the README's short config, with the demo's tiny CLIP (32 px) in place of RN50
+    # the README's short config (no class count: counted from the folders), with class names, 4 shots and the
+    # demo's tiny CLIP in place of RN50: its 32 px, mean/std and feature size come from the backbone
     config.write_text(f"""
 _base_ = ['{ROOT}/configs/tip_folder_16shot.py']
-num_classes = 4
 num_shots = 4
 data_root = '{flowers}'
 names = {{'daisy': 'Daisy', 'rose': 'Rose', 'sunflower': 'Sunflower', 'tulip': 'Tulip'}}
-model = dict(backbone=dict(model_name='tiny-clip', pretrained='{ckpt}'),
-             head=dict(feat_dim=64, num_classes=num_classes, num_shots=num_shots))
-pipeline = [dict(type='LoadImageRGB'), dict(type='ResizeEdge', scale=32, edge='short', backend='pillow',
-            interpolation='bicubic'), dict(type='CenterCrop', crop_size=32), dict(type='PackInputs')]
-train_dataloader = dict(dataset=dict(data_root=data_root, classnames=names, num_shots=num_shots,
-                                     pipeline=[dict(type='LoadImageRGB'), dict(type='RandomResizedCrop', scale=32,
-                                               crop_ratio_range=(0.5, 1.0), backend='pillow',
-                                               interpolation='bicubic'), dict(type='PackInputs')]))
-val_dataloader = dict(dataset=dict(data_root=data_root, classnames=names, num_shots=num_shots, pipeline=pipeline))
-test_dataloader = dict(dataset=dict(data_root=data_root, classnames=names, num_shots=num_shots, pipeline=pipeline))
+model = dict(backbone=dict(model_name='tiny-clip', pretrained='{ckpt}'), head=dict(num_shots=num_shots))
+train_dataloader = dict(dataset=dict(data_root=data_root, classnames=names, num_shots=num_shots))
+val_dataloader = dict(dataset=dict(data_root=data_root, classnames=names, num_shots=num_shots))
+test_dataloader = dict(dataset=dict(data_root=data_root, classnames=names, num_shots=num_shots))
 feature_store = dict(root='{STORE_ROOT}')
 """)
-    main_train([str(config), '--work-dir', str(tmp_path / 'run')])
+    runner = main_train([str(config), '--work-dir', str(tmp_path / 'run')])
+    assert runner.model.head.num_classes == 4 and runner.model.head.feat_dim == 64
+    assert runner.cfg.test_dataloader.dataset.pipeline[2].crop_size == 32
     res = json.loads((tmp_path / 'run' / 'results.json').read_text())
     assert res['dataset'] == 'flowers' and res['method'] == 'Tip-Adapter'
     assert res['val_size'] == 16 and res['cache_size'] == 16

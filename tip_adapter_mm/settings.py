@@ -103,7 +103,7 @@ SETTINGS: Dict[str, Tuple[Callable[[Mapping], List[Path]], str]] = {
     'fewshot_seed': (_datasets('seed'), 'the seed of the K-shot sample (and of the held-out validation split)'),
     'fewshot_split_file': (_datasets('split_file'),
                            "an earlier run's fewshot_split.json: its sampled lists instead of the seed"),
-    'num_classes': (_head('num_classes'), "the dataset's class count"),
+    'num_classes': (_head('num_classes'), "the dataset's class count (None: counted from the train split)"),
     'init_alpha': (_head('alpha'), 'the residual ratio alpha before (or without) the search'),
     'init_beta': (_head('beta'), 'the sharpness beta before (or without) the search'),
     'search_scale': (_loop('search_scale'), 'the largest [beta, alpha] of the search grids'),
@@ -147,7 +147,8 @@ VALID: Dict[str, Tuple[Callable[[Any, Mapping], bool], str]] = {
     'fewshot_seed': (lambda v, cfg: _is_int(v), 'an integer'),
     'fewshot_split_file': (lambda v, cfg: v is None or isinstance(v, str), "a file path (an earlier run's "
                            'fewshot_split.json) or None'),
-    'num_classes': (lambda v, cfg: _is_int(v) and v >= 1, 'an integer >= 1'),
+    'num_classes': (lambda v, cfg: v is None or (_is_int(v) and v >= 1),
+                    "an integer >= 1, or None (the train split's class count, filled in by the project's runner)"),
     'init_alpha': (lambda v, cfg: _is_real(v) and v >= 0, 'a number >= 0'),
     'init_beta': (lambda v, cfg: _is_real(v) and v > 0, 'a number > 0'),
     'search_scale': (lambda v, cfg: isinstance(v, (list, tuple)) and len(v) == 2

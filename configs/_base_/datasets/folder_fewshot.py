@@ -3,18 +3,17 @@
 # train images, seeded and disjoint from the few-shot sample. The class names are the folder names, or give them in
 # each dataset as classnames=dict(<folder>='<name>', ...) (every folder exactly once: a mismatch is an error listing
 # both); the prompts are CLIP's generic 'a photo of a {}.'. results.json names the dataset after the data root's folder.
-# A config for your data (the README's "Your own images"), e.g. configs/flowers_tip.py:
+# The class count is counted from the train folders (num_classes = None; set it to check it: a wrong count is an
+# error naming both). A config for your data (the README's "Your own images"), e.g. configs/flowers_tip.py:
 #     _base_ = ['./tip_folder_16shot.py']
-#     num_classes = 4
 #     data_root = 'data/flowers'
-#     model = dict(head=dict(num_classes=num_classes))
 #     train_dataloader = dict(dataset=dict(data_root=data_root))
 #     val_dataloader = dict(dataset=dict(data_root=data_root))
 #     test_dataloader = dict(dataset=dict(data_root=data_root))
 _base_ = ['./fewshot_224.py']
 dataset_name = None  # the data root's folder name
 data_root = 'data/my_dataset'
-num_classes = None  # set it in your config: the number of class folders (a wrong count is an error naming both)
+num_classes = None  # counted from the train split's class folders (or set it: a wrong count is an error)
 templates = ['a photo of a {}.']
 init_alpha = 1.
 init_beta = 1.
