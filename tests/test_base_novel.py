@@ -82,7 +82,8 @@ def test_head_and_metric_match_names_once_the_dataset_is_known():
     assert head.base_mask.tolist() == [False, True, False, True]
     metric = BaseNovelAccuracy(base_classes=['dog', 'bird'], topk=(1, ))
     metric.dataset_meta = dict(classes=names)
-    results = [(torch.tensor([label]), label) for label in (0, 1, 3)] + [(torch.tensor([0]), 1)]
+    # (rank of the true class in the top k, label) per image: three hits, then a miss of class 1
+    results = [(0, label) for label in (0, 1, 3)] + [(1, 1)]
     out = metric.compute_metrics(results)
     assert out['base/top1'] == pytest.approx(200 / 3) and out['novel/top1'] == 100.
 

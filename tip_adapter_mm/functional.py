@@ -131,7 +131,12 @@ def tip_logits(features: torch.Tensor, clip_weights: torch.Tensor, cache_keys: t
     if cache_keys.shape[0] == 0:
         return logits
     affinity = features @ cache_keys.t()
-    return logits + alpha * cache_logits(affinity, cache_labels, clip_weights.shape[0], beta)
+    if torch.is_tensor(beta) and beta.requires_grad:  # a gradient for beta needs the affinity kept
+        return logits + alpha * cache_logits(affinity, cache_labels, clip_weights.shape[0], beta)
+    # exp(-beta (1 - A)) = exp(beta (A - 1)) computed in the affinity's own memory: the only [M, N] tensor of
+    # the call (the matmul's backward needs its inputs, not its output; exp_ keeps its result for its own)
+    weights = affinity.sub_(1.).mul_(beta).exp_()
+    return logits + alpha * class_sum(weights, cache_labels, clip_weights.shape[0])
 
 
 def search_grid(scale: float, steps: int) -> list:

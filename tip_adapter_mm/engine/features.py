@@ -270,14 +270,17 @@ def _encode_direct(model, dataset, items: List[ItemId], num_views: int, seed: in
     loader = DataLoader(AugmentedViews(dataset, shard), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=pseudo_collate, shuffle=False)
     progress = _Progress(total, desc)
-    chunks = []
+    local, done = None, 0
     for batch in loader:
-        chunks.append(_forward(model, batch))
-        progress.update(len(chunks[-1]) * world_size)
+        feats = _forward(model, batch)
+        if local is None:  # filled in place: the batches are not held a second time by a concatenation
+            local = feats.new_empty(len(shard), feats.shape[1])
+        local[done:done + len(feats)] = feats
+        done += len(feats)
+        progress.update(len(feats) * world_size)
     progress.close()
-    dim = chunks[0].shape[1] if chunks else _feature_dim(model)
     device = next(model.parameters()).device
-    local = torch.cat(chunks).to(device) if chunks else torch.zeros(0, dim, device=device)
+    local = local.to(device) if local is not None else torch.zeros(0, _feature_dim(model), device=device)
     feats = gather_in_order(local, total).cpu()
     return feats.view(num_views, len(items), -1), len(shard)
 

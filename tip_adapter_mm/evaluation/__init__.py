@@ -1,3 +1,4 @@
 from .base_novel_accuracy import BaseNovelAccuracy
+from .topk_accuracy import TopKAccuracy
 
-__all__ = ['BaseNovelAccuracy']
+__all__ = ['BaseNovelAccuracy', 'TopKAccuracy']

@@ -5,6 +5,7 @@ from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
 from ..datasets.base_novel import resolve_classes, spec_values
+from .topk_accuracy import batch_scores, sample_labels, true_class_rank
 
 
 @METRICS.register_module()
@@ -38,29 +39,32 @@ class BaseNovelAccuracy(BaseMetric):
         self.topk = tuple(topk)
 
     def process(self, data_batch, data_samples: Sequence[dict]):
+        """Rank the batch at once and keep, per image, where its true class fell in the top k and its label
+        (two integers, not the scores: :func:`~tip_adapter_mm.evaluation.topk_accuracy.true_class_rank`)."""
+        if not data_samples:
+            return
         subset = (self.dataset_meta or {}).get('subset_classes') if self.restrict_to_subset else None
-        for sample in data_samples:
-            score = sample['pred_score'].cpu()
-            if subset:
-                masked = torch.full_like(score, float('-inf'))
-                masked[list(subset)] = score[list(subset)]
-                score = masked
-            self.results.append((score.topk(min(max(self.topk), score.numel())).indices,
-                                 int(sample['gt_label'])))
+        scores = batch_scores(data_samples)
+        if subset:
+            masked = torch.full_like(scores, float('-inf'))
+            masked[:, list(subset)] = scores[:, list(subset)]
+            scores = masked
+        labels = sample_labels(data_samples)
+        ranks = true_class_rank(scores, labels, min(max(self.topk), scores.shape[1]))
+        self.results.extend(zip(ranks.tolist(), labels.tolist()))
 
     def compute_metrics(self, results: List) -> dict:
-        top = torch.stack([r[0] for r in results])
-        labels = torch.tensor([r[1] for r in results])
-        hits = top == labels.view(-1, 1)
+        ranks = torch.tensor([r[0] for r in results], dtype=torch.long)
+        labels = torch.tensor([r[1] for r in results], dtype=torch.long)
         classes = (self.dataset_meta or {}).get('classes')
         # top-k with k >= the class count is 100 % by construction: not reported (top-1 always is)
         topk = [k for k in self.topk if k == 1 or not classes or k < len(classes)]
-        metrics = {f'accuracy/top{k}': 100. * hits[:, :k].any(1).float().mean().item() for k in topk}
+        metrics = {f'accuracy/top{k}': 100. * (ranks < k).float().mean().item() for k in topk}
         if self.base_classes is not None:
             base = resolve_classes(self.base_classes, classnames=(self.dataset_meta or {}).get('classes'),
                                    what='the evaluator\'s base_classes')
             is_base = torch.isin(labels, torch.tensor(base))
             for name, mask in (('base', is_base), ('novel', ~is_base)):
                 if bool(mask.any()):
-                    metrics[f'{name}/top1'] = 100. * hits[mask, 0].float().mean().item()
+                    metrics[f'{name}/top1'] = 100. * (ranks[mask] == 0).float().mean().item()
         return metrics

@@ -42,7 +42,7 @@ val_dataloader = dict(
     dataset=dict(type='CoOpSplitDataset', split='val', num_shots=num_shots, seed=fewshot_seed,
                  split_file=fewshot_split_file, pipeline=test_pipeline),
 )
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
+val_evaluator = dict(type='TopKAccuracy', topk=(1, 5))  # mmpretrain's Accuracy, keeping one integer per image
 test_dataloader = dict(
     batch_size=64,
     num_workers=8,

@@ -141,6 +141,8 @@ class BuildCacheHook(Hook):
         columns = self._cache_columns(images)
         if columns is None:  # other images than the cache's (Meta-Adapter's held-out or official queries)
             bank.set_features(*self._encode_views(runner, images, 'queries'))
+        elif columns == list(range(self.view_features.shape[1])):  # the cache itself: shared, not copied
+            bank.set_features(self.view_features, self.view_labels)
         else:
             bank.set_features(self.view_features[:, columns], self.view_labels[columns])
 
