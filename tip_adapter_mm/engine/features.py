@@ -19,10 +19,10 @@ from mmengine.dataset import pseudo_collate
 from mmengine.dist import all_gather, all_reduce, barrier, get_dist_info, is_main_process
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.utils import ProgressBar
 from torch.utils.data import DataLoader, Dataset
 
 from ..features import DEFAULT_ROOT, Entry, FeatureStore, ItemId, Namespace, view_seed
+from ..utils.progress import progress_bar
 from ..utils.rng import seeded_rng
 
 #: the keys of the config's ``feature_store`` dict
@@ -168,13 +168,14 @@ def _forward(model, batch) -> torch.Tensor:
 
 
 class _Progress:
-    """mmengine's progress bar (rate and ETA) on the main process, for more than 0 items."""
+    """The stage's progress bar (:func:`tip_adapter_mm.utils.progress.progress_bar`: rate and ETA, main process
+    only) and one log line, for more than 0 items."""
 
     def __init__(self, total: int, desc: str):
         show = total > 0 and is_main_process()
         if show:
             print_log(f'encoding {desc}: {total} image view(s)', logger='current')
-        self.bar = ProgressBar(total) if show else None
+        self.bar = progress_bar(total=total, desc=f'encoding {desc}', unit='view') if show else None
 
     def update(self, n: int):
         if self.bar is not None:
@@ -182,8 +183,7 @@ class _Progress:
 
     def close(self):
         if self.bar is not None:
-            self.bar.file.write('\n')
-            self.bar.file.flush()
+            self.bar.close()
 
 
 class _StoreEncoder:

@@ -33,4 +33,4 @@ def progress_bar(iterable: Optional[Iterable] = None, total: Optional[int] = Non
     terminal = sys.stderr.isatty()
     disabled = os.environ.get('TIP_ADAPTER_MM_PROGRESS', '1') == '0' or not _main_process()
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=terminal,
-                mininterval=0.5 if terminal else 30., disable=disabled, leave=terminal, **kwargs)
+                mininterval=0.5 if terminal else 30., disable=disabled, **kwargs)
