@@ -70,3 +70,15 @@ feature_store = dict(root='{STORE_ROOT}')
     with pytest.raises(ValueError, match='the dataset has 4 classes but model.head.num_classes is 5'):
         main_train([str(config), '--work-dir', str(tmp_path / 'bad'), '--cfg-options', 'num_classes=5'])
     assert not osp.exists(tmp_path / 'bad')
+
+
+def test_unfilled_sizes_under_a_plain_runner_say_who_fills_them():
+    """num_classes None (counted from the data) and feat_dim 'auto' (the backbone's) are the runner's to fill: the
+    heads built without it (a plain Runner.from_cfg) say so instead of a TypeError."""
+    from tip_adapter_mm.models import CacheHead, MetaAdapterHead
+    for head in (CacheHead, MetaAdapterHead):
+        with pytest.raises(ValueError, match=r"num_classes=None is filled in from the data / the backbone by the "
+                                             r"project's runner .*FewShotRunner"):
+            head(num_classes=None, feat_dim=64, num_shots=4)
+        with pytest.raises(ValueError, match=r"feat_dim='auto' is filled in"):
+            head(num_classes=4, feat_dim='auto', num_shots=4)

@@ -10,6 +10,20 @@ from mmpretrain.registry import MODELS
 from ..functional import check_cache_labels, l2_normalize, tip_logits
 
 
+def check_head_sizes(head: str, num_classes, feat_dim, num_shots):
+    """Raise a clear error for a head's sizes; None / 'auto' (the data's class count, the backbone's feature size)
+    are filled in by the project's runner before the model is built, never by the head."""
+    unfilled = [f'{name}={value!r}' for name, value in (('num_classes', num_classes), ('feat_dim', feat_dim))
+                if value is None or value == 'auto']
+    if unfilled:
+        raise ValueError(f"{head}: {', '.join(unfilled)} is filled in from the data / the backbone by the project's "
+                         "runner (runner_type='mmpretrain.FewShotRunner', which the project's tools, mmpretrain's "
+                         'tools and mim build); a plain Runner.from_cfg needs the value set in the config')
+    if num_classes < 1 or feat_dim < 1 or num_shots < 0:
+        raise ValueError(f'{head} needs num_classes >= 1, feat_dim >= 1 and num_shots >= 0, got '
+                         f'{num_classes}, {feat_dim} and {num_shots}')
+
+
 def check_train_split(labels: Sequence[int], num_classes: int, num_shots: int, exact: bool = False,
                       split_shots: Optional[int] = None, classnames: Optional[Sequence[str]] = None) -> None:
     """Raise a clear ``ValueError`` unless a train split with these labels fills the cache of a head of
@@ -96,9 +110,7 @@ class CacheHead(ClsHead):
                  logit_scale: float = 100.,
                  **kwargs):
         super().__init__(**kwargs)
-        if num_classes < 1 or feat_dim < 1 or num_shots < 0:
-            raise ValueError(f'CacheHead needs num_classes >= 1, feat_dim >= 1 and num_shots >= 0, got '
-                             f'{num_classes}, {feat_dim} and {num_shots}')
+        check_head_sizes('CacheHead', num_classes, feat_dim, num_shots)
         self.num_classes = num_classes
         self.feat_dim = feat_dim
         self.num_shots = num_shots

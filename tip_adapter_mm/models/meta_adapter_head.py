@@ -7,6 +7,7 @@ from mmpretrain.registry import MODELS
 
 from ..functional import check_cache_labels, l2_normalize, meta_adapter_logits, meta_adapter_weights
 from ..datasets.base_novel import needs_names, resolve_classes
+from .cache_head import check_head_sizes
 
 #: the adapter parameters, named as in the official ``MetaAdapter`` state dict
 ADAPTER_KEYS = ('q_proj.weight', 'k_proj.weight', 'alpha_proj.weight', 'alpha_proj.bias')
@@ -75,9 +76,7 @@ class MetaAdapterHead(ClsHead):
         super().__init__(**kwargs)
         if loss_classes not in ('all', 'base'):
             raise ValueError(f"loss_classes must be 'all' (official) or 'base', got {loss_classes!r}")
-        if num_classes < 1 or feat_dim < 1 or num_shots < 0:
-            raise ValueError(f'MetaAdapterHead needs num_classes >= 1, feat_dim >= 1 and num_shots >= 0, got '
-                             f'{num_classes}, {feat_dim} and {num_shots}')
+        check_head_sizes('MetaAdapterHead', num_classes, feat_dim, num_shots)
         if not isinstance(num_heads, int) or num_heads < 1 or feat_dim % num_heads:
             raise ValueError(f'num_heads must be a positive divisor of feat_dim={feat_dim}, got {num_heads!r}')
         self.num_classes = num_classes
