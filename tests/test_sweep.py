@@ -777,6 +777,18 @@ def test_plots_in_three_formats_at_print_resolution(tmp_path):
     assert '![eurosat](plots/eurosat.png) ([PDF](plots/eurosat.pdf), [SVG](plots/eurosat.svg))' in md
 
 
+def test_the_report_without_matplotlib_has_its_tables_and_says_how_to_get_plots(tmp_path, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'matplotlib' else real(name, *a))
+    _write(tmp_path, ('eurosat',), shots=(1, 2), seeds=(1, 2))
+    out = io.StringIO()
+    paths = write_reports(str(tmp_path), out)
+    assert set(paths) == {'md', 'csv', 'tex', 'runs'} and not (tmp_path / 'plots').exists()
+    assert "pip install 'tip_adapter_mm[plots]'" in out.getvalue()
+    assert "pip install 'tip_adapter_mm[plots]'" in (tmp_path / 'report.md').read_text()
+
+
 def test_error_bars_of_methods_are_offset(tmp_path):
     from tip_adapter_mm.sweep.plots import dataset_figure, errorbar_offsets, shifted
     for n in range(1, 9):

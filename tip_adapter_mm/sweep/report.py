@@ -1,6 +1,7 @@
 """A sweep's report: results aggregated into tables (mean ± sample std over seeds), rendered with pandas as
 Markdown, CSV and LaTeX, a tidy CSV of every run, and the plots of :mod:`.plots`."""
 import json
+import importlib.util
 import os
 import os.path as osp
 import re
@@ -334,9 +335,13 @@ def write_reports(work_dir: str, out=None) -> Dict[str, str]:
         return {}
     tables = aggregate(results)
     plots, other_formats, plot_files = {}, {}, {}
+    can_plot = importlib.util.find_spec('matplotlib') is not None
+    if not can_plot:  # the tables need no plots: say how to get them, never fail a finished sweep for them
+        notes = notes + ["no plots: matplotlib is not installed (pip install 'tip_adapter_mm[plots]')"]
+        print(f'report: {notes[-1]}', file=out, flush=True)
     for dataset in dataset_order(ds for t in tables for ds in t.datasets) + [AVERAGE]:
         with_data = [t for t in tables if any(dataset in t.cells[row] for row in t.rows)]
-        if with_data:
+        if with_data and can_plot:
             paths = plot_paths(osp.join(work_dir, 'plots'), _safe_name(dataset))
             plot_dataset(with_data, dataset, list(paths.values()))
             plots[dataset] = paths.pop('png')
