@@ -45,7 +45,8 @@ setup(
         'demo': DEMO,
         'plots': PLOTS,
         'mim': [MIM],
-        'tests': ['pytest', *DEMO, *PLOTS, MIM],  # the suite runs the demo's data, the plots and mim
+        'tensorboard': ['tensorboard'],  # mmengine's TensorboardVisBackend
+        'tests': ['pytest', 'tensorboard', *DEMO, *PLOTS, MIM],  # the suite runs the demo, the plots, mim, TensorBoard
         'all': [*DEMO, *PLOTS, MIM],
     },
     entry_points={'console_scripts': ['tip-adapter-sweep=tip_adapter_mm.sweep.cli:main',

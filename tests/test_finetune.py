@@ -273,6 +273,22 @@ def test_checkpoint_from_another_backbone(demo_assets, tmp_path):
     assert not osp.exists(work_dir)
 
 
+def test_tensorboard_gets_the_epoch_and_run_scalars(demo_assets, tmp_path):
+    """With TensorBoard configured (mmengine's TensorboardVisBackend), each epoch's selection top-1 and the
+    run's test top-1, alpha and beta are in its event file."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    res = run_train(CONFIG, tmp_path, demo_assets, max_epochs=2,
+                    **{'visualizer.vis_backends.0.type': 'TensorboardVisBackend'})  # the README's override
+    [events] = [str(p.parent) for p in tmp_path.rglob('events.out.tfevents.*')]
+    acc = EventAccumulator(events)
+    acc.Reload()
+    tags = set(acc.Tags()['scalars'])
+    assert {'val/top1', 'test/top1', 'alpha', 'beta', 'selected_epoch'} <= tags, tags
+    per_epoch = [e.value for e in acc.Scalars('val/top1')][:-1]  # the last: the run's val top-1 after the search
+    assert per_epoch == [pytest.approx(v, rel=1e-5) for v in res['epoch_top1']]
+    assert acc.Scalars('test/top1')[-1].value == pytest.approx(res['test_top1'], rel=1e-5)
+
+
 def test_auto_scale_lr_as_in_mmpretrain(demo_assets, tmp_path):
     """--auto-scale-lr scales the configured lr by (world size x batch) / auto_scale_lr.base_batch_size (the
     official batch, 256 for Tip-Adapter-F)."""
