@@ -242,6 +242,8 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
     clip_y = clip[rows, y]
     shifted = (f @ cache_keys.t()).sub_(1.)  # exp(beta * (A - 1)) is bitwise exp(-beta * (1 - A))
     alpha_lo, alpha_hi = float(alphas.min()), float(alphas.max())
+    alpha_abs = max(abs(alpha_lo), abs(alpha_hi))
+    unit, tiny = torch.finfo(f.dtype).eps / 2, torch.finfo(f.dtype).tiny  # unit roundoff of the logits
     thresholds = _candidate_thresholds(clip, clip_y, y, shifted, k_max, betas, alpha_lo, alpha_hi)
     buf = torch.empty_like(shifted)
     if valid is None:
@@ -258,10 +260,12 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
         e = values.mul_(beta).exp_()
         return e if pad is None else e.masked_fill_(pad, 0.)
 
-    def beaten(cache_y, qi, pair, pair_cache, wrong):
+    def scored(cache_y, qi, pair, pair_cache, wrong):
         """Mark in ``wrong`` [r, A] (int32, > 0 = wrong) the (query, alpha) where a class (query qi, flat index
-        ``pair = qi * C + class``, cache term ``pair_cache``) beats y: a higher logit, or an equal one at a
-        lower class index (argmax and topk keep the first maximum)."""
+        ``pair = qi * C + class``, cache term ``pair_cache``) beats y, from the logits of every alpha computed
+        as the dense ``clip + alpha * cache``: a higher logit, or an equal one at a lower class index (argmax
+        and topk keep the first maximum). O(pairs x A): :func:`beaten` calls it only for the few queries whose
+        answer is within rounding of a grid alpha."""
         logits_y = clip_y[:, None] + alphas * cache_y[:, None]  # same ops as clip + alpha * cache: [r, A]
         # a class below y beats it from an equal logit on (>=, i.e. > the next float down), a class above y
         # needs a higher one (>): rows [0, r) of `bars` for the classes above y, rows [r, 2r) for those below
@@ -272,6 +276,48 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
             below = p - q * c < y.index_select(0, q)
             beats = logits_c > bars.index_select(0, q + r * below.long())
             wrong.index_put_((q,), beats.to(torch.int32), accumulate=True)
+        return wrong
+
+    def beaten(cache_y, qi, pair, pair_cache, wrong):
+        """Same marks as :func:`scored` in O(pairs + r x A), from the alpha interval on which y wins.
+
+        The margin of y over a class c, ``m(alpha) = (clip_y - clip_c) + alpha (cache_y - cache_c)``, is linear
+        in alpha, so the alphas where c surely beats y (``m < -E``) and those where it surely does not
+        (``m > E``) are half-lines (all or nothing when the cache terms are equal); ``E`` bounds, with a
+        factor 8 to spare, the rounding error of the float logits ``clip + alpha * cache`` and of the bounds
+        themselves. Per query the max / min of these bounds over its classes give the alphas where the query
+        is surely wrong and where it is surely right; a query with a grid alpha in neither (a tie, or a near
+        tie within rounding) has its logits scored exactly by :func:`scored`, so the marks are the dense
+        logits' argmax, ties included.
+        """
+        wide = torch.float64
+        z_y, g_y = clip_y.index_select(0, qi).to(wide), cache_y.index_select(0, qi).to(wide)
+        z_c, g_c = clip.view(-1).index_select(0, pair).to(wide), pair_cache.to(wide)
+        a, b = z_y - z_c, g_y - g_c
+        err = (16 * unit) * (z_y.abs() + z_c.abs() + 2 * alpha_abs * (g_y.abs() + g_c.abs())) + tiny
+        up, down, flat = b > 0, b < 0, b == 0
+        surely_beats, surely_not = (-err - a) / b, (err - a) / b  # alpha bounds (inf / nan where b == 0)
+        inf = a.new_tensor(math.inf)
+
+        def bound(values, reduce):
+            """Per query, the max or min of a bound over its classes (``values`` is +-inf where it is void)."""
+            init = -math.inf if reduce == 'amax' else math.inf
+            return torch.full((r,), init, dtype=wide, device=f.device).scatter_reduce_(0, qi, values, reduce)
+
+        # equal cache terms (b == 0): the CLIP logits decide at every alpha
+        wrong_below = bound(torch.where(up, surely_beats, torch.where(flat & (a < -err), inf, -inf)), 'amax')
+        wrong_above = bound(torch.where(down, surely_beats, inf), 'amin')  # wrong for alpha outside these
+        right_above = bound(torch.where(up, surely_not, torch.where(flat & (a <= err), inf, -inf)), 'amax')
+        right_below = bound(torch.where(down, surely_not, inf), 'amin')  # right for alpha strictly inside
+        wide_alphas = alphas.to(wide)
+        surely_wrong = (wide_alphas < wrong_below[:, None]) | (wide_alphas > wrong_above[:, None])
+        surely_right = (wide_alphas > right_above[:, None]) & (wide_alphas < right_below[:, None])
+        wrong += surely_wrong.to(torch.int32)
+        unsure = (surely_wrong | surely_right).logical_not_().any(dim=1)
+        if unsure.any():
+            sel = unsure.index_select(0, qi).nonzero().view(-1)
+            scored(cache_y, qi.index_select(0, sel), pair.index_select(0, sel), pair_cache.index_select(0, sel),
+                   wrong)
         return wrong
 
     def champions(cache, cache_y):
