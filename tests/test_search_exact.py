@@ -113,3 +113,46 @@ def test_true_class_ties_at_grid_alphas(dtype):
             logit = zc + a * n.to(dtype)
             total_ties += int((logit.unsqueeze(0) == logit.unsqueeze(1)).triu(1).sum())
     assert total_ties >= 20  # exact ties between classes at grid alphas do occur
+
+
+def crowded_problem(m, c, k, d, seed, dtype=torch.float32):
+    """Features as a randomly initialised CLIP gives them: every image feature within about 0.003 of one
+    common direction, every text feature within about 0.00003 of another, so that the cache term moves the
+    logits of most classes past each other inside the alpha grid."""
+    gen = torch.Generator().manual_seed(seed)
+    image_dir, text_dir = F.normalize(torch.randn(2, d, generator=gen, dtype=torch.float64), dim=-1)
+
+    def around(direction, n, scale):
+        return F.normalize(direction + scale * torch.randn(n, d, generator=gen, dtype=torch.float64), dim=-1)
+
+    y = torch.randint(0, c, (m,), generator=gen)
+    cl = torch.arange(c).repeat_interleave(k)
+    f, keys, w = around(image_dir, m, 0.003), around(image_dir, c * k, 0.003), around(text_dir, c, 0.00003)
+    return f.to(dtype), y, w.to(dtype), keys.to(dtype), cl
+
+
+@pytest.mark.parametrize('fraction', [-1., 2.])
+@pytest.mark.parametrize('seed', range(2))
+def test_crowded_features_dense_and_pair_paths(seed, fraction, monkeypatch):
+    """On crowded features (most classes within reach of the true one at some alpha), both the dense path
+    (every beta scored from [chunk, C] passes: fraction -1) and the candidate pairs (fraction 2: never dense)
+    give the counts and the choice of the official loop, with several chunks of queries."""
+    monkeypatch.setattr(tf, '_DENSE_FRACTION', fraction)
+    # two cache entries per class: their sum is the same float in any order, as in the official one-hot matmul
+    f, y, w, keys, cl = crowded_problem(240, 40, 2, 32, seed)
+    beta_grid, alpha_grid = tf.tip_search_grids([7, 3], [30, 20])
+    ref_beta, ref_alpha, ref_acc, ref_counts = official_loop(f, y, w, keys, cl, beta_grid, alpha_grid)
+    assert ref_counts.max() > ref_counts.min()  # alpha and beta matter
+    calls = []
+    budget = 70 * 4 * (2 * keys.shape[0] + 42 * w.shape[0])  # about 70 queries per chunk: 4 chunks
+    counts = tf.tip_search_correct_counts(f, y, w, keys, cl, beta_grid, alpha_grid, budget, progress=calls.append)
+    assert torch.equal(counts, ref_counts)
+    assert sum(calls) == len(beta_grid) and all(n >= 1 for n in calls)
+    assert tf.search_tip_hparams(f, y, w, keys, cl, beta_grid, alpha_grid, budget) == (ref_beta, ref_alpha, ref_acc)
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_dense_path_exact_ties(seed, monkeypatch):
+    """The dense path on the lattice features of :func:`test_quantised_features_exact_ties` (exact ties)."""
+    monkeypatch.setattr(tf, '_DENSE_FRACTION', -1.)
+    test_quantised_features_exact_ties(seed, torch.float32)
