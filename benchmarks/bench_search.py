@@ -1,500 +1,399 @@
 #!/usr/bin/env python
-"""Benchmark of the Tip-Adapter (beta, alpha) grid search.
+"""Benchmark of the Tip-Adapter (beta, alpha) grid search against its floor and the previous implementation.
 
-1. For each size (default: M=200 queries, C=100 classes, K=16 shots; and M=1000, C=1000, K=16, i.e. N=16,000
-   cache entries, the ImageNet 16-shot cache), on the same random data, side by side in one run:
+For M = 4,000 and M = 50,000 queries (N = 16,000 cache entries: C = 1000 classes x K = 16 shots; D = 1024; the
+default grid of ``tip_search_grids([7, 3])``: 200 betas x 20 alphas), on two kinds of random data:
 
-   * the official ``utils.py:search_hp`` double loop, re-implemented faithfully (len(beta) x len(alpha) steps,
-     each recomputing the affinity and the CLIP logits, dense ``exp(...) @ one_hot``, ``topk(1)`` accuracy,
-     strict ``>``). Its steps all cost the same, so when the whole loop would take longer than
-     ``--official-budget`` seconds it is timed on the first ``k`` betas (all alphas) and scaled to the grid;
-     its choice on the full grid then comes from the *hoisted* official loop: the very same per-step ops, with
-     the loop-invariant affinity and CLIP logits computed once and the cache logits once per beta. These are
-     the same numbers as the loop's (same ops on the same inputs); the benchmark checks it on the timed betas;
-   * the previous design of ``tip_search_correct_counts`` (one exp pass over the [M, N] affinity per beta and
-     the [A, M, C] logits of all alphas scored by argmax), kept here under a private name;
-   * the floor of that design: the two matmuls and the len(beta) exp passes alone;
-   * ``tip_adapter_mm.functional.search_tip_hparams`` (exp passes over the affinity at one beta in twenty,
-     only the classes that can compete with the true class scored; see ``tip_search_correct_counts``).
+* ordinary: features are normalised random class centres plus noise (classes separable, CLIP-like accuracies);
+* crowded: what a randomly initialised CLIP gives: every image feature (queries and cache keys) is one common
+  direction plus noise of scale 0.003, every text feature another direction plus 0.003-scale noise;
 
-   It prints chosen (beta, alpha, acc), wall times and ratios, and asserts that every method makes the official
-   choice (ties included).
-2. Peak memory of our search at ImageNet shape (M=50,000 queries, C=1000, K=16 -> N=16,000, D=1024), measured
-   in a child process (peak RSS growth over the RSS after the inputs are allocated), on the first 12 betas of
-   the grid (two anchors and the betas between them: the peak does not depend on the number of betas).
+it prints, in one run and one process:
+
+* search: ``tip_adapter_mm.functional.search_tip_hparams``;
+* floor: what any exact search over the dense logits needs, timed alone: per chunk of queries (the search's
+  chunks) the affinity matmul and the CLIP logits matmul, and per beta one exp pass over the [chunk, N]
+  affinity (the official ``exp(-(beta - beta * A))``) and the class sum to [chunk, C];
+* search / floor;
+* previous: main's search before this change (the anchor / candidate design scoring every candidate at every
+  alpha), kept below under a private name for this side-by-side only; at M = 50,000 it is skipped (with a note
+  and an estimate scaled from M = 4,000) when that estimate exceeds ``--previous-budget`` seconds;
+* whether the counts of every (beta, alpha) pair are equal to the previous implementation's.
 
 Usage::
 
-    python benchmarks/bench_search.py [--sizes 200x100x16 1000x1000x16] [--dim D] [--seed S]
-        [--search-scale 7 3] [--search-step 200 20] [--threads T] [--repeats R] [--official-budget SECONDS]
-        [--skip-memory]
+    python benchmarks/bench_search.py [--quick] [--threads T] [--previous-budget SECONDS]
 
-All methods run in float32 on the CPU with the same number of threads (``--threads``, default 1: on a
-shared 2-core machine a second OpenMP thread stalls whenever another process holds the other core, which
-makes timings erratic; pass ``--threads 2`` to use both cores). At the default sizes the run takes 4 to 6
-minutes on one thread, most of it in the official loop's hoisted reference at M=1000, C=1000 (200 one-hot
-matmuls) and in the memory run.
+``--quick``: M = 400 and 2,000, C = 200, K = 16, D = 256 (about a minute). Float32 on the CPU; the peak RSS of
+the process is printed at the end (the search's temporaries stay under ``max_chunk_bytes``, 256 MiB by default).
 """
 import argparse
-import importlib.util
-import json
 import math
 import os
-import pathlib
 import resource
-import subprocess
 import sys
 import time
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tip_adapter_mm import functional as tf  # noqa: E402
 
 
-def load_functional():
-    """``tip_adapter_mm.functional`` without the package ``__init__`` (which imports the whole mm* stack)."""
-    path = REPO / 'tip_adapter_mm' / 'functional.py'
-    if not path.is_file():
-        from tip_adapter_mm import functional
-        return functional
-    spec = importlib.util.spec_from_file_location('_tip_adapter_mm_functional_bench', path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tf = load_functional()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# data
-# ---------------------------------------------------------------------------------------------------------
-def make_data(m, c, k, d, seed, dtype=torch.float32):
-    """CLIP-like random data on which the accuracy depends on beta and alpha.
-
-    Image features (queries and cache keys alike) are a common "image" direction plus their class prototype
-    plus noise in a shared 8-dimensional subspace, so that same-class affinities (~0.5) are only somewhat
-    higher than other-class ones (~0.4), as with CLIP image features. The text classifier is a common "text"
-    direction plus a small noisy copy of the prototypes, so zero-shot logits 100 f Wᵀ differ by a few units
-    between classes. Zero-shot and cache make partly independent errors and the best (beta, alpha) lies
-    inside the grid (seed 0, M=200, C=100: zero-shot ~85 %, best 90 %; M=1000, C=1000: ~69 %, ~83 %).
-    """
+def ordinary_data(m, c, k, d, seed):
+    """Normalised random class centres plus noise: classes are separable."""
     gen = torch.Generator().manual_seed(seed)
-    protos = F.normalize(torch.randn(c, d, generator=gen), dim=-1)
-    noisy = F.normalize(protos + 2.5 * torch.randn(c, d, generator=gen) / math.sqrt(d), dim=-1)
-    text_common = F.normalize(torch.randn(d, generator=gen), dim=0)
-    clip_weights = F.normalize(text_common + 0.2 * noisy, dim=-1)
-    image_common = F.normalize(torch.randn(d, generator=gen), dim=0)
-    rank = 8
-    basis = F.normalize(torch.randn(rank, d, generator=gen), dim=-1)
+    centres = F.normalize(torch.randn(c, d, generator=gen), dim=-1)
 
-    def images(lab):
-        nuisance = torch.randn(lab.numel(), rank, generator=gen) @ basis / math.sqrt(rank)
-        return F.normalize(image_common + 0.5 * protos[lab] + 1.2 * nuisance, dim=-1)
+    def around(lab, scale):
+        return F.normalize(centres[lab] + scale * torch.randn(lab.numel(), d, generator=gen) / math.sqrt(d), dim=-1)
 
     labels = torch.randint(0, c, (m,), generator=gen)
-    features = images(labels)
-    cache_labels = torch.arange(c).repeat_interleave(k)  # the usual cache order: K entries per class
-    cache_keys = images(cache_labels)
-    return tuple(t.to(dtype) if t.is_floating_point() else t
-                 for t in (features, labels, clip_weights, cache_keys, cache_labels))
+    cache_labels = torch.arange(c).repeat_interleave(k)
+    text = F.normalize(centres + 1.0 * torch.randn(c, d, generator=gen) / math.sqrt(d), dim=-1)
+    return around(labels, 4.), labels, text, around(cache_labels, 4.), cache_labels
 
 
-# ---------------------------------------------------------------------------------------------------------
-# the official search, re-implemented
-# ---------------------------------------------------------------------------------------------------------
-def official_cls_acc(output, target, topk=1):
-    """``utils.py:cls_acc`` (``.item()`` in place of ``float(...numpy())``, same value)."""
-    pred = output.topk(topk, 1, True, True)[1].t()
-    correct = pred.eq(target.view(1, -1).expand_as(pred))
-    acc = correct[:topk].reshape(-1).float().sum(0, keepdim=True).item()
-    return 100 * acc / target.shape[0]
+def crowded_data(m, c, k, d, seed, scale=0.003):
+    """A common direction plus ``scale`` noise per coordinate (image features), another one for the text."""
+    gen = torch.Generator().manual_seed(seed)
+    image_dir, text_dir = F.normalize(torch.randn(2, d, generator=gen), dim=-1)
 
+    def around(direction, n):
+        out = torch.randn(n, d, generator=gen).mul_(scale).add_(direction)
+        return F.normalize(out, dim=-1)
 
-def official_lists(search_scale, search_step):
-    beta_list = [i * (search_scale[0] - 0.1) / search_step[0] + 0.1 for i in range(search_step[0])]
-    alpha_list = [i * (search_scale[1] - 0.1) / search_step[1] + 0.1 for i in range(search_step[1])]
-    return beta_list, alpha_list
+    labels = torch.randint(0, c, (m,), generator=gen)
+    cache_labels = torch.arange(c).repeat_interleave(k)
+    return around(image_dir, m), labels, around(text_dir, c), around(image_dir, c * k), cache_labels
 
 
 @torch.no_grad()
-def official_search_hp(search_scale, search_step, features, labels, clip_weights, cache_keys, cache_values,
-                       num_betas=None, accs=None):
-    """``utils.py:search_hp`` with the official layouts: clip_weights [D, C], cache_keys [D, N],
-    cache_values one-hot [N, C].
-
-    ``num_betas`` stops the loop after that many betas (for timing); ``accs`` (a dict) receives the accuracy of
-    every step, keyed by (beta index, alpha index).
-    """
-    beta_list, alpha_list = official_lists(search_scale, search_step)
-    best_acc = 0
-    best_beta, best_alpha = 0, 0
-    for bi, beta in enumerate(beta_list[:num_betas]):
-        for ai, alpha in enumerate(alpha_list):
-            affinity = features @ cache_keys
-            cache_logits = ((-1) * (beta - beta * affinity)).exp() @ cache_values
-            clip_logits = 100. * features @ clip_weights
-            tip_logits = clip_logits + cache_logits * alpha
-            acc = official_cls_acc(tip_logits, labels)
-            if accs is not None:
-                accs[bi, ai] = acc
-            if acc > best_acc:
-                best_acc = acc
-                best_beta = beta
-                best_alpha = alpha
-    return best_beta, best_alpha, best_acc
-
-
-@torch.no_grad()
-def official_hoisted_accs(search_scale, search_step, features, labels, clip_weights, cache_keys, cache_values):
-    """The accuracy of every step of the official loop, with its loop invariants hoisted.
-
-    Each step of ``official_search_hp`` computes ``features @ cache_keys`` and ``100. * features @ clip_weights``
-    from the same inputs (the same values every time), and ``cache_logits`` from them and beta only: here they
-    are computed once (per beta for the cache logits) with exactly the same ops, so every accuracy is the one
-    the loop computes. Returns {(beta index, alpha index): acc}.
-    """
-    beta_list, alpha_list = official_lists(search_scale, search_step)
-    accs = {}
-    affinity = features @ cache_keys
-    clip_logits = 100. * features @ clip_weights
-    for bi, beta in enumerate(beta_list):
-        cache_logits = ((-1) * (beta - beta * affinity)).exp() @ cache_values
-        for ai, alpha in enumerate(alpha_list):
-            accs[bi, ai] = official_cls_acc(clip_logits + cache_logits * alpha, labels)
-    return accs
-
-
-def official_choice(accs, search_scale, search_step):
-    """The official loop's choice from its step accuracies: beta outer, alpha inner, strict ``>`` from 0."""
-    beta_list, alpha_list = official_lists(search_scale, search_step)
-    best_acc, best_beta, best_alpha = 0, 0, 0
-    for bi, beta in enumerate(beta_list):
-        for ai, alpha in enumerate(alpha_list):
-            if accs[bi, ai] > best_acc:
-                best_acc, best_beta, best_alpha = accs[bi, ai], beta, alpha
-    return best_beta, best_alpha, best_acc
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the previous design of tip_search_correct_counts, and its floor
-# ---------------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def _previous_correct_counts(features, labels, clip_weights, cache_keys, cache_labels, beta_grid, alpha_grid,
-                             max_chunk_bytes=1 << 28):
-    """The previous ``tip_search_correct_counts``: per chunk of queries, the affinity and CLIP logits once;
-    per beta, one exp pass over the [chunk, N] affinity and one class_sum; all alphas scored at once by argmax
-    over the dense [A, chunk, C] logits."""
-    m, n, c = features.shape[0], cache_keys.shape[0], clip_weights.shape[0]
-    betas = [float(b) for b in beta_grid]
-    alphas = torch.tensor([float(a) for a in alpha_grid], dtype=features.dtype, device=features.device)
-    counts = torch.zeros(len(betas), len(alphas), dtype=torch.long, device=features.device)
-    row_bytes = features.element_size() * (2 * n + (2 + 2 * len(alphas)) * c) + 1
-    chunk = max(1, min(m, int(max_chunk_bytes // row_bytes)))
-    for start in range(0, m, chunk):
-        f = features[start:start + chunk]
-        y = labels[start:start + chunk].view(1, -1)
-        clip = tf.LOGIT_SCALE * f @ clip_weights.t()
-        shifted = f @ cache_keys.t() - 1.
-        buf = torch.empty_like(shifted)
-        for i, beta in enumerate(betas):
-            cache = tf.class_sum(torch.mul(shifted, beta, out=buf).exp_(), cache_labels, c)
-            scores = clip + alphas.view(-1, 1, 1) * cache  # [A, m, C]
-            counts[i] += (scores.argmax(dim=-1) == y).sum(dim=1)
-    return counts
-
-
-def _previous_search(features, labels, clip_weights, cache_keys, cache_labels, beta_grid, alpha_grid):
-    """``search_tip_hparams`` on top of the previous counts (same selection rule)."""
-    counts = _previous_correct_counts(features, labels, clip_weights, cache_keys, cache_labels, beta_grid,
-                                      alpha_grid)
-    i, j = divmod(int(counts.flatten().argmax()), len(alpha_grid))
-    return float(beta_grid[i]), float(alpha_grid[j]), 100. * counts[i, j].item() / features.shape[0], counts
-
-
-@torch.no_grad()
-def _previous_floor(features, clip_weights, cache_keys, beta_grid, max_chunk_bytes=1 << 28):
-    """What the previous design cannot go below: the two matmuls and one exp pass over the [M, N] affinity
-    per beta (same chunks and buffers), nothing else."""
+def floor(features, clip_weights, cache_keys, cache_labels, beta_grid, max_chunk_bytes=1 << 28):
+    """The matmuls, one exp pass per beta over the affinity and the class sum, in the search's chunks."""
     m, n, c = features.shape[0], cache_keys.shape[0], clip_weights.shape[0]
     row_bytes = features.element_size() * (2 * n + 42 * c) + 1
     chunk = max(1, min(m, int(max_chunk_bytes // row_bytes)))
     for start in range(0, m, chunk):
         f = features[start:start + chunk]
         tf.LOGIT_SCALE * f @ clip_weights.t()
-        shifted = f @ cache_keys.t() - 1.
-        buf = torch.empty_like(shifted)
+        affinity = f @ cache_keys.t()
+        buf = torch.empty_like(affinity)
         for beta in beta_grid:
-            torch.mul(shifted, float(beta), out=buf).exp_()
+            tf.class_sum(torch.mul(affinity, float(beta), out=buf).sub_(float(beta)).exp_(), cache_labels, c)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# memory (child process)
+# main's search before this change (tip_adapter_mm/functional.py at 4b32e0b), for the side-by-side only
 # ---------------------------------------------------------------------------------------------------------
-def read_status_kb(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    return None
+#: Spacing, in positions of the sorted beta grid, of the anchor betas at which
+#: :func:`tip_search_correct_counts` computes the cache term of every class (the first and the last beta are
+#: always anchors). Between two anchors the cache term of each class is bounded by the chord of its anchor
+#: values (it is convex in beta), which is tight enough that only the few classes that can compete with the
+#: true class are evaluated.
+_ANCHOR_SPACING = 20
 
 
-def reset_peak_rss():
-    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux >= 4.0). True on success."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
+def _class_members(cache_labels: torch.Tensor, num_classes: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The cache entries of each class: a [C, K_max] table of indices into the cache and its validity mask.
+
+    The mask is None when the cache is grouped by class (K entries per class, in label order): the table is
+    then ``arange(N).view(C, K)``. Otherwise each row lists the class's entries in cache order, padded with
+    index 0 (masked out).
+    """
+    n, device = cache_labels.numel(), cache_labels.device
+    k = tf._shots_if_grouped(cache_labels, num_classes)
+    if k is not None:
+        return torch.arange(n, device=device).view(num_classes, k), None
+    per_class = torch.bincount(cache_labels, minlength=num_classes)
+    k_max = int(per_class.max()) if n else 0
+    order = torch.argsort(cache_labels, stable=True)
+    sorted_labels = cache_labels[order]
+    slot = torch.arange(n, device=device) - (torch.cumsum(per_class, 0) - per_class)[sorted_labels]
+    members = torch.zeros(num_classes, k_max, dtype=torch.long, device=device)
+    members[sorted_labels, slot] = order
+    valid = torch.zeros(num_classes, k_max, dtype=torch.bool, device=device)
+    valid[sorted_labels, slot] = True
+    return members, valid
 
 
-def memory_child(args):
-    torch.set_num_threads(args.threads)
-    m, c, k, d = args._memory_shape
-    n = c * k
-    gen = torch.Generator().manual_seed(args.seed)
-    # inputs allocated in place (no full-size temporaries), so that the peak before the search stays low
-    features = torch.randn(m, d, generator=gen)
-    features.div_(features.norm(dim=1, keepdim=True))
-    cache_keys = torch.randn(n, d, generator=gen)
-    cache_keys.div_(cache_keys.norm(dim=1, keepdim=True))
-    clip_weights = torch.randn(c, d, generator=gen)
-    clip_weights.div_(clip_weights.norm(dim=1, keepdim=True))
-    labels = torch.randint(0, c, (m,), generator=gen)
-    cache_labels = torch.arange(c).repeat_interleave(k)
-    beta_grid, alpha_grid = tf.tip_search_grids(args.search_scale, args.search_step)
-    beta_grid = beta_grid[:12]  # two anchors and the betas between them; the peak does not depend on the rest
+def _candidate_thresholds(clip: torch.Tensor, clip_y: torch.Tensor, labels: torch.Tensor,
+                          shifted: torch.Tensor, k_max: int, betas: Sequence[float], alpha_lo: float,
+                          alpha_hi: float) -> torch.Tensor:
+    """Per (query, class) threshold T such that class c can reach the true class y's logit for some alpha of
+    the grid only if ``cache_c - cache_y >= T`` (for an upper bound of cache_c; shape [M, C]).
 
-    ru_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    reset_ok = reset_peak_rss()
-    rss_base = read_status_kb('VmRSS')
-    hwm_base = read_status_kb('VmHWM')
-    t0 = time.perf_counter()
-    result = tf.search_tip_hparams(features, labels, clip_weights, cache_keys, cache_labels,
-                                   beta_grid, alpha_grid)
-    elapsed = time.perf_counter() - t0
-    hwm_after = read_status_kb('VmHWM')
-    ru_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    input_bytes = sum(t.numel() * t.element_size()
-                      for t in (features, cache_keys, clip_weights, labels, cache_labels))
-    print(json.dumps(dict(
-        shape=[m, c, k, n, d], betas=beta_grid, n_alpha=len(alpha_grid), result=result, seconds=elapsed,
-        input_bytes=input_bytes, reset_ok=reset_ok, rss_base_kb=rss_base, hwm_base_kb=hwm_base,
-        hwm_after_kb=hwm_after, ru_before_kb=ru_before, ru_after_kb=ru_after)))
-
-
-def run_memory_measurement(args):
-    cmd = [sys.executable, os.path.abspath(__file__), '--_memory-child', '50000', '1000', '16', str(args.dim),
-           '--seed', str(args.seed), '--threads', str(args.threads),
-           '--search-scale', *map(str, args.search_scale), '--search-step', *map(str, args.search_step)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f'memory child failed ({proc.returncode}):\n{proc.stderr}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-# ---------------------------------------------------------------------------------------------------------
-# main
-# ---------------------------------------------------------------------------------------------------------
-def gib(nbytes):
-    return nbytes / 2 ** 30
-
-
-def timed(fn, repeats):
-    """(last result, median seconds, all times) of ``repeats`` runs after one warm-up run (the warm-up is
-    skipped for runs longer than 5 s, which are then timed once)."""
-    t0 = time.perf_counter()
-    result = fn()
-    first = time.perf_counter() - t0
-    if first > 5 or repeats < 1:
-        return result, first, [first]
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return result, sorted(times)[len(times) // 2], times
-
-
-def bench_size(m, c, k, args, label):
-    d = args.dim
-    n = c * k
-    steps = args.search_step[0] * args.search_step[1]
-    print(f'{label}) M={m} queries, C={c} classes, K={k} shots (N={n} cache entries), D={d}, seed={args.seed}; '
-          f'grid scale={args.search_scale} steps={args.search_step} ({steps} pairs)')
-    features, labels, clip_weights, cache_keys, cache_labels = make_data(m, c, k, d, args.seed)
-    beta_grid, alpha_grid = tf.tip_search_grids(args.search_scale, args.search_step)
-    zero_shot = tf.topk_accuracy(100. * features @ clip_weights.t(), labels)
-
-    # ours: one warm-up, then the median of --repeats runs
-    ours, t_ours, times_ours = timed(lambda: tf.search_tip_hparams(
-        features, labels, clip_weights, cache_keys, cache_labels, beta_grid, alpha_grid), args.repeats)
-    counts = tf.tip_search_correct_counts(features, labels, clip_weights, cache_keys, cache_labels,
-                                          beta_grid, alpha_grid)
-    # the previous design and its floor
-    prev_out, t_prev, times_prev = timed(lambda: _previous_search(
-        features, labels, clip_weights, cache_keys, cache_labels, beta_grid, alpha_grid), args.repeats)
-    previous, prev_counts = prev_out[:3], prev_out[3]
-    _, t_floor, times_floor = timed(lambda: _previous_floor(features, clip_weights, cache_keys, beta_grid),
-                                    args.repeats)
-
-    # official: the layouts of the official code. Time the first beta's steps, then the whole loop if it fits
-    # in the budget, else scale and take the choice from the hoisted loop.
-    clip_weights_dc = clip_weights.t().contiguous()
-    cache_keys_dn = cache_keys.t().contiguous()
-    cache_values = F.one_hot(cache_labels, c).float()
-    loop_accs = {}
-    t0 = time.perf_counter()
-    official_search_hp(args.search_scale, args.search_step, features, labels, clip_weights_dc, cache_keys_dn,
-                       cache_values, num_betas=1, accs=loop_accs)
-    t_first = time.perf_counter() - t0
-    n_beta = args.search_step[0]
-    if t_first * n_beta <= args.official_budget:
-        loop_accs = {}
-        t0 = time.perf_counter()
-        official = official_search_hp(args.search_scale, args.search_step, features, labels, clip_weights_dc,
-                                      cache_keys_dn, cache_values, accs=loop_accs)
-        t_official = time.perf_counter() - t0
-        timed_betas = n_beta
-        hoisted_ok = None
+    With ``d = clip_c - clip_y`` the logit gap ``d + alpha (cache_c - cache_y)`` is linear in alpha, so it is
+    below ``-tau`` on all of ``[alpha_lo, alpha_hi]`` (``alpha_lo >= 0``) iff it is at both ends:
+    ``T = -(d + tau) / alpha_hi`` where ``d + tau < 0``, and ``-(d + tau) / alpha_lo`` elsewhere. ``tau`` is a
+    per-query safety margin, orders of magnitude above the rounding error of the logits and of the bound, so a
+    pruned class is strictly below y in floating point as well. The true class gets +big (never a candidate);
+    with a negative alpha in the grid nothing is pruned (-big everywhere else).
+    """
+    dtype = clip.dtype
+    big = torch.finfo(dtype).max / 4
+    rows = torch.arange(clip.shape[0], device=clip.device)
+    if alpha_lo < 0:
+        thresholds = torch.full_like(clip, -big)
     else:
-        timed_betas = max(1, min(n_beta, int(args.official_budget / max(t_first, 1e-9))))
-        if timed_betas > 1:
-            loop_accs = {}
-            t0 = time.perf_counter()
-            official_search_hp(args.search_scale, args.search_step, features, labels, clip_weights_dc,
-                               cache_keys_dn, cache_values, num_betas=timed_betas, accs=loop_accs)
-            t_first = time.perf_counter() - t0
-        t_official = t_first * n_beta / timed_betas
-        t0 = time.perf_counter()
-        hoisted = official_hoisted_accs(args.search_scale, args.search_step, features, labels, clip_weights_dc,
-                                        cache_keys_dn, cache_values)
-        t_hoisted = time.perf_counter() - t0
-        hoisted_ok = all(hoisted[key] == acc for key, acc in loop_accs.items())
-        assert hoisted_ok, 'the hoisted official loop disagrees with the official loop on the timed betas'
-        official = official_choice(hoisted, args.search_scale, args.search_step)
+        b_lo, b_hi = min(betas), max(betas)
+        if shifted.shape[1]:
+            s_lo, s_hi = shifted.amin(dim=1), shifted.amax(dim=1)
+            # the largest beta * s over the grid and the cache: exp of it bounds every cache entry
+            exponent = torch.maximum(torch.maximum(b_lo * s_lo, b_lo * s_hi), torch.maximum(b_hi * s_lo, b_hi * s_hi))
+            cache_bound = k_max * exponent.exp()
+            exponent_size = max(abs(b_lo), abs(b_hi)) * torch.maximum(s_lo.abs(), s_hi.abs())
+        else:
+            cache_bound = exponent_size = torch.zeros_like(clip_y)
+        scale = clip.abs().amax(dim=1) + max(abs(alpha_lo), abs(alpha_hi)) * cache_bound
+        tau = (16 * torch.finfo(dtype).eps) * (k_max + 16 + exponent_size) * scale + torch.finfo(dtype).tiny
+        x = clip - clip_y[:, None] + tau[:, None]
+        at_lo = x / -alpha_lo if alpha_lo > 0 else torch.full_like(x, -big)
+        thresholds = torch.where(x < 0, x / -alpha_hi, at_lo).clamp_(-big, big)
+    thresholds[rows, labels] = big
+    return thresholds
 
-    def same(result):
-        return (result[0], result[1], result[2]) == (official[0], official[1], official[2])
 
-    agree, prev_agree = same(ours), same(previous)
-    counts_equal = torch.equal(counts, prev_counts)
-    acc_grid = 100. * counts.double() / m
-    print(f'   zero-shot accuracy {zero_shot:.2f}%; over the grid accuracy ranges '
-          f'{acc_grid.min():.2f}% .. {acc_grid.max():.2f}% '
-          f'({int((counts == counts.max()).sum())} pair(s) reach the best)')
-    if timed_betas == n_beta:
-        how = f'all {steps} steps timed'
+def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, cache_keys: torch.Tensor,
+                 cache_labels: torch.Tensor, members: torch.Tensor, valid: Optional[torch.Tensor],
+                 betas: Sequence[float], sorted_betas: Sequence[int], anchors: Sequence[int],
+                 alphas: torch.Tensor, counts: torch.Tensor):
+    """Add the correct counts of one chunk of queries to ``counts`` (see :func:`tip_search_correct_counts`)."""
+    r, c = f.shape[0], clip_weights.shape[0]
+    n, k_max, n_alpha = cache_keys.shape[0], members.shape[1], alphas.numel()
+    rows = torch.arange(r, device=f.device)
+    clip = tf.LOGIT_SCALE * f @ clip_weights.t()
+    clip_y = clip[rows, y]
+    shifted = (f @ cache_keys.t()).sub_(1.)  # exp(beta * (A - 1)) is bitwise exp(-beta * (1 - A))
+    alpha_lo, alpha_hi = float(alphas.min()), float(alphas.max())
+    thresholds = _candidate_thresholds(clip, clip_y, y, shifted, k_max, betas, alpha_lo, alpha_hi)
+    buf = torch.empty_like(shifted)
+    if valid is None:
+        by_pair = shifted.view(r * c, k_max)  # the entries of (query, class) pairs, one row per pair
+        y_values, y_pad = by_pair[rows * c + y], None
     else:
-        how = (f'{timed_betas * args.search_step[1]} steps timed ({timed_betas} beta(s) x all alphas), x{n_beta / timed_betas:g}; '
-               f'choice from the hoisted loop ({t_hoisted:.0f} s), equal accuracies on the timed steps: {hoisted_ok}')
-    print(f'   {"method":<44}{"beta":>9}{"alpha":>9}{"acc %":>8}{"time s":>11}{"official/x":>12}{"x/new":>9}')
-    rows = [
-        ('official loop (re-implemented)', official, t_official),
-        ('previous design (exp pass every beta)', previous, t_prev),
-        ('floor of the previous design', None, t_floor),
-        ('new (search_tip_hparams)', ours, t_ours),
-    ]
-    for name, res, t in rows:
-        cols = (f'{res[0]:>9.4f}{res[1]:>9.4f}{res[2]:>8.2f}' if res is not None else f'{"-":>9}{"-":>9}{"-":>8}')
-        print(f'   {name:<44}{cols}{t:>11.3f}{t_official / t:>11.1f}x{t / t_ours:>8.1f}x')
-    print(f'   official: {how}; {1e3 * t_official / steps:.1f} ms per step')
-    print(f'   floor = the 2 matmuls + {n_beta} exp passes over the [M, N] affinity (median of '
-          f'{len(times_floor)}); new: median of {len(times_ours)} (' + ', '.join(f'{t:.3f}' for t in times_ours) + ')')
-    print(f'   same (beta, alpha, acc) as the official loop: new {agree}, previous {prev_agree}; '
-          f'new counts == previous counts: {counts_equal}')
-    print(f'   new vs official {t_official / t_ours:.0f}x, new vs previous {t_prev / t_ours:.1f}x, '
-          f'new vs floor {t_floor / t_ours:.2f}x (floor/new)')
-    assert agree, f'new search chose {ours}, the official loop {official}'
-    assert prev_agree, f'previous design chose {previous}, the official loop {official}'
-    return dict(shape=(m, c, k, n, d), official=official, ours=ours, previous=previous, t_official=t_official,
-                t_ours=t_ours, t_prev=t_prev, t_floor=t_floor, agree=agree, prev_agree=prev_agree,
-                counts_equal=counts_equal, timed_betas=timed_betas)
+        y_values, y_pad = shifted[rows[:, None], members[y]], ~valid[y]
+    one_group = torch.zeros(k_max, dtype=torch.long, device=f.device)
+    # candidate pairs are processed in batches whose temporaries stay within the chunk's budget
+    pair_batch = max(1, (r * (n + 2 * n_alpha * c)) // (k_max + 4 * n_alpha + 4))
+
+    def exp_entries(values, beta, pad):
+        """exp(beta * values), in place (``values`` is a fresh gather), padding entries set to 0."""
+        e = values.mul_(beta).exp_()
+        return e if pad is None else e.masked_fill_(pad, 0.)
+
+    def beaten(cache_y, qi, pair, pair_cache, wrong):
+        """Mark in ``wrong`` [r, A] (int32, > 0 = wrong) the (query, alpha) where a class (query qi, flat index
+        ``pair = qi * C + class``, cache term ``pair_cache``) beats y: a higher logit, or an equal one at a
+        lower class index (argmax and topk keep the first maximum)."""
+        logits_y = clip_y[:, None] + alphas * cache_y[:, None]  # same ops as clip + alpha * cache: [r, A]
+        # a class below y beats it from an equal logit on (>=, i.e. > the next float down), a class above y
+        # needs a higher one (>): rows [0, r) of `bars` for the classes above y, rows [r, 2r) for those below
+        bars = torch.cat([logits_y, torch.nextafter(logits_y, logits_y.new_tensor(-math.inf))])
+        for s in range(0, qi.numel(), pair_batch):
+            q, p = qi[s:s + pair_batch], pair[s:s + pair_batch]
+            logits_c = clip.view(-1).index_select(0, p)[:, None] + alphas * pair_cache[s:s + pair_batch, None]
+            below = p - q * c < y.index_select(0, q)
+            beats = logits_c > bars.index_select(0, q + r * below.long())
+            wrong.index_put_((q,), beats.to(torch.int32), accumulate=True)
+        return wrong
+
+    def champions(cache, cache_y):
+        """Per query, the class whose worse logit gap to y over the alpha range is the largest (the likeliest
+        to beat y at every alpha), from the exact cache terms of an anchor: flat indices [r]."""
+        gap_y = cache - cache_y[:, None]
+        d_clip = clip - clip_y[:, None]
+        worst = torch.minimum(torch.add(d_clip, gap_y, alpha=alpha_lo), d_clip.add_(gap_y, alpha=alpha_hi))
+        worst[rows, y] = -math.inf
+        return rows * c + worst.argmax(dim=1)
+
+    def anchor(i):
+        """Cache term of every class at beta i (one exp pass over the chunk's affinities), scored; returns
+        ``cache - thresholds`` for the chord bounds of the betas around it, and the champions."""
+        cache = tf.class_sum(torch.mul(shifted, betas[i], out=buf).exp_(), cache_labels, c)
+        cache_y = cache[rows, y]
+        champ = champions(cache, cache_y) if c > 1 else rows[:0]
+        # queries that the champion beats at every alpha are wrong: their other candidates are not scored
+        wrong = beaten(cache_y, rows[:champ.numel()], champ, cache.view(-1).index_select(0, champ),
+                       torch.zeros(r, n_alpha, dtype=torch.int32, device=f.device))
+        gap = cache - thresholds
+        candidates = (gap >= cache_y[:, None]).masked_fill_(wrong.bool().all(dim=1)[:, None], False)
+        qi, ci = candidates.nonzero(as_tuple=True)
+        pair = qi * c + ci
+        beaten(cache_y, qi, pair, cache.view(-1).index_select(0, pair), wrong)
+        counts[i] += r - (wrong > 0).sum(dim=0)
+        return gap, champ
+
+    def exact_pairs(beta, qi, pair):
+        """Cache term of the given (query, class) pairs at ``beta``: exp over their entries only."""
+        out = torch.empty(qi.numel(), dtype=f.dtype, device=f.device)
+        for s in range(0, qi.numel(), pair_batch):
+            q, p = qi[s:s + pair_batch], pair[s:s + pair_batch]
+            if valid is None:
+                values, pad = by_pair.index_select(0, p), None
+            else:
+                k = p - q * c
+                values, pad = shifted[q[:, None], members[k]], ~valid[k]
+            # the same reduction as class_sum's (a sum over the last dimension), one row per pair
+            torch.sum(exp_entries(values, beta, pad), dim=-1, out=out[s:s + pair_batch])
+        return out
+
+    def between(block, gap_a, gap_b, champ):
+        """The betas strictly between two anchors, ``block`` = [(beta index, fraction t of the way from the
+        lower anchor to the upper one)], scored from the exact cache terms of y, of the anchors' champions
+        ``champ`` and of the candidates only."""
+        cache_y = torch.stack([tf.class_sum(exp_entries(y_values.clone(), betas[i], y_pad), one_group, 1)[:, 0]
+                               for i, _ in block])  # [len(block), r]
+        ts = [t for _, t in block]
+        # cache_c(beta) is convex in beta, so below the chord of its anchor values: c is a candidate at t iff
+        # lerp(gap_a, gap_b, t) >= cache_y(t). For the whole block, a superset: with line(t) a line below
+        # cache_y(t) at every t of the block (the secant of two middle points, lowered if needed), the chord
+        # minus line(t) is linear in t, so it is >= 0 somewhere in the block only if it is at an end.
+        lo = (len(ts) - 1) // 2
+        hi = min(lo + 1, len(ts) - 1)
+        slope = ((cache_y[hi] - cache_y[lo]) / (ts[hi] - ts[lo]) if ts[hi] > ts[lo]
+                 else torch.zeros_like(cache_y[0]))
+        line = cache_y[lo] - slope * ts[lo]
+        t_col = torch.tensor(ts, dtype=f.dtype, device=f.device)[:, None]
+        line -= (line + slope * t_col - cache_y).clamp_(min=0).amax(dim=0)
+        mask = None
+        for t in {ts[0], ts[-1]}:
+            at_t = torch.lerp(gap_a, gap_b, t) >= (line + slope * t)[:, None]
+            mask = at_t if mask is None else mask.logical_or_(at_t)
+        qs, cs = mask.nonzero(as_tuple=True)
+        pairs = qs * c + cs
+        gap_qa, gap_qb = gap_a.view(-1).index_select(0, pairs), gap_b.view(-1).index_select(0, pairs)
+        champ_q = champ // c
+        for j, (i, t) in enumerate(block):
+            wrong = beaten(cache_y[j], champ_q, champ, exact_pairs(betas[i], champ_q, champ),
+                           torch.zeros(r, n_alpha, dtype=torch.int32, device=f.device))
+            open_q = ~wrong.bool().all(dim=1)
+            keep = (torch.lerp(gap_qa, gap_qb, t) >= cache_y[j].index_select(0, qs)) & open_q.index_select(0, qs)
+            sel = keep.nonzero().view(-1)
+            qi, pair = qs.index_select(0, sel), pairs.index_select(0, sel)
+            beaten(cache_y[j], qi, pair, exact_pairs(betas[i], qi, pair), wrong)
+            counts[i] += r - (wrong > 0).sum(dim=0)
+
+    gap_prev = champ_prev = prev = None
+    for pos in anchors:
+        gap, champ = anchor(sorted_betas[pos])
+        if gap_prev is not None and pos > prev + 1:
+            b0, b1 = betas[sorted_betas[prev]], betas[sorted_betas[pos]]
+            between([(sorted_betas[p], (betas[sorted_betas[p]] - b0) / (b1 - b0) if b1 > b0 else 0.)
+                     for p in range(prev + 1, pos)], gap_prev, gap, torch.cat([champ_prev, champ]))
+        gap_prev, champ_prev, prev = gap, champ, pos
 
 
-def parse_size(text):
-    try:
-        m, c, k = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected MxCxK (e.g. 1000x1000x16), got {text!r}')
-    return m, c, k
+@torch.no_grad()
+def _previous_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip_weights: torch.Tensor,
+                              cache_keys: torch.Tensor, cache_labels: torch.Tensor,
+                              beta_grid: Sequence[float], alpha_grid: Sequence[float],
+                              max_chunk_bytes: int = 1 << 28) -> torch.Tensor:
+    """Number of correct top-1 predictions for every (beta, alpha) pair of the grids.
+
+    Same counts as scoring the dense logits ``clip + alpha * cache_b`` of every pair (ties go to the lowest
+    class index, as argmax and the official ``topk``), without materialising them:
+
+    * per chunk of queries, the affinity and the CLIP logits are computed once;
+    * for each beta, the logit gap of a class c to the true class y, ``d_c + alpha (cache_c - cache_y)``, is
+      linear in alpha, so c can reach y for some alpha of the grid only if it does at the smallest or at the
+      largest alpha. This gives a threshold per (query, class) on ``cache_c - cache_y``, with a safety margin
+      far above rounding; the classes above it are the candidates, usually a few per query, and only they are
+      scored, at every alpha, with the same float ops as the dense logits;
+    * every ``_ANCHOR_SPACING``-th beta of the sorted grid (and the last) is an anchor: one exp pass over the
+      [chunk, N] affinity and one :func:`class_sum` give the cache term of every class. Between two anchors the
+      cache term of a class, a sum of exponentials, is convex in beta, hence below the chord of its anchor
+      values: the candidates are the classes whose chord passes the threshold, and the exp is taken over the
+      cache entries of y and of the candidates only (one :func:`class_sum` of y's entries per beta);
+    * a query that one class (a "champion": the class with the largest worse-end logit gap at an anchor;
+      between anchors, the champions of both) beats at every alpha is wrong at this beta: its other
+      candidates are not scored. This keeps
+      the work small where y is far from the top, e.g. at small beta, where the cache term barely matters.
+
+    So one beta in ``_ANCHOR_SPACING`` costs an exp pass over the affinity, and no [A, M, C] logits are built.
+    The cache terms that are scored are computed as in the dense computation (exp of ``beta * (A - 1)``,
+    per-class sums with class_sum's reduction when the cache is grouped by class), so the counts are those of
+    scoring the dense logits. Queries are processed in chunks so that the temporaries stay under about
+    ``max_chunk_bytes`` (the same budget per query as the dense computation, which the pruned one needs less
+    of).
+
+    Returns:
+        Tensor: int64 counts, shape [len(beta_grid), len(alpha_grid)].
+    """
+    m, n, c = features.shape[0], cache_keys.shape[0], clip_weights.shape[0]
+    betas = [float(b) for b in beta_grid]
+    alphas = torch.tensor([float(a) for a in alpha_grid], dtype=features.dtype, device=features.device)
+    counts = torch.zeros(len(betas), len(alphas), dtype=torch.long, device=features.device)
+    if not betas or not len(alphas):
+        return counts
+    # bytes per query row, the budget of the dense computation: shifted affinity + exp buffer ([N] each), clip
+    # and cache logits ([C] each), and the [A, C] scores with their temporary
+    row_bytes = features.element_size() * (2 * n + (2 + 2 * len(alphas)) * c) + 1
+    chunk = max(1, min(m, int(max_chunk_bytes // row_bytes)))
+    members, valid = _class_members(cache_labels, c)
+    sorted_betas = sorted(range(len(betas)), key=betas.__getitem__)
+    anchors = list(range(0, len(betas), _ANCHOR_SPACING))
+    if anchors[-1] != len(betas) - 1:
+        anchors.append(len(betas) - 1)
+    for start in range(0, m, chunk):
+        _count_chunk(features[start:start + chunk], labels[start:start + chunk], clip_weights, cache_keys,
+                     cache_labels, members, valid, betas, sorted_betas, anchors, alphas, counts)
+    return counts
+
+
+
+# ---------------------------------------------------------------------------------------------------------
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--sizes', type=parse_size, nargs='+', default=[(200, 100, 16), (1000, 1000, 16)],
-                        metavar='MxCxK', help='queries x classes x shots (default: 200x100x16 1000x1000x16)')
-    parser.add_argument('--dim', type=int, default=1024, help='D (1024 = RN50)')
+    parser.add_argument('--quick', action='store_true', help='small shapes (M=400, 2000; C=200; D=256)')
+    parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--search-scale', type=float, nargs=2, default=[7., 3.], metavar=('BETA', 'ALPHA'))
-    parser.add_argument('--search-step', type=int, nargs=2, default=[200, 20], metavar=('BETA', 'ALPHA'))
-    parser.add_argument('--threads', type=int, default=1, help='torch threads for every method (default 1)')
-    parser.add_argument('--repeats', type=int, default=3, help='timed runs of the fast methods (median reported)')
-    parser.add_argument('--official-budget', type=float, default=20.,
-                        help='seconds: time the whole official loop if it fits, else a subset of betas, scaled')
-    parser.add_argument('--skip-memory', action='store_true', help='skip the ImageNet-shape memory run')
-    parser.add_argument('--_memory-child', type=int, nargs=4, dest='_memory_shape', help=argparse.SUPPRESS)
+    parser.add_argument('--previous-budget', type=float, default=600.,
+                        help='seconds: skip the previous implementation at the larger M if its estimate exceeds this')
     args = parser.parse_args()
-    if args._memory_shape:
-        memory_child(args)
-        return
-
     torch.set_num_threads(args.threads)
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s), float32')
-    results = [bench_size(m, c, k, args, str(i + 1)) for i, (m, c, k) in enumerate(args.sizes)]
-
-    mem = None
-    if not args.skip_memory:
-        label = len(args.sizes) + 1
-        print(f'{label}) peak memory of our search at ImageNet shape (M=50000, C=1000, K=16 -> N=16000, '
-              f'D={args.dim}), child process, float32, {args.threads} thread(s)')
-        mem = run_memory_measurement(args)
-        peak_kb = mem['hwm_after_kb'] - mem['rss_base_kb']
-        ru_kb = mem['ru_after_kb'] - mem['ru_before_kb']
-        print(f'   reduced beta grid: the first {len(mem["betas"])} beta values '
-              f'({mem["betas"][0]:.4f} .. {mem["betas"][-1]:.4f}) x {mem["n_alpha"]} alpha values '
-              '(the peak does not depend on the number of betas); unstructured random data '
-              f'(the accuracy is meaningless); search took {mem["seconds"]:.1f} s')
-        print(f'   inputs: {gib(mem["input_bytes"]):.3f} GiB; RSS after allocating them: '
-              f'{mem["rss_base_kb"] / 2 ** 20:.3f} GiB (peak mark reset: {mem["reset_ok"]})')
-        print(f'   peak RSS growth during the search (VmHWM - VmRSS before): {peak_kb / 2 ** 20:.3f} GiB; '
-              f'ru_maxrss growth: {ru_kb / 2 ** 20:.3f} GiB')
-        dense_fp32 = 50000 * 16000 * 4
-        print(f'   dense official formulation at this shape: the [M, N] affinity alone is '
-              f'{gib(dense_fp32):.2f} GiB = {dense_fp32 / 1e9:.1f} GB in float32 '
-              f'({gib(dense_fp32 / 2):.2f} GiB = {dense_fp32 / 2e9:.1f} GB in fp16 as in the official '
-              f'code); `((-1) * (beta - beta * affinity)).exp()` keeps up to 3 such arrays alive '
-              f'({gib(3 * dense_fp32):.2f} GiB float32 / {gib(1.5 * dense_fp32):.2f} GiB fp16)')
-
-    print()
-    print('Summary')
-    print(f'  {"item":<58}{"value":>32}')
-    rows = [('grid pairs', f'{args.search_step[0] * args.search_step[1]}')]
-    for r in results:
-        m, c, k, n, d = r['shape']
-        tag = f'[M={m} C={c} N={n}]'
-        rows += [
-            (f'{tag} new: beta, alpha, acc %', f'{r["ours"][0]:.4f}, {r["ours"][1]:.4f}, {r["ours"][2]:.2f}'),
-            (f'{tag} official: beta, alpha, acc %',
-             f'{r["official"][0]:.4f}, {r["official"][1]:.4f}, {r["official"][2]:.2f}'),
-            (f'{tag} same choice (new, previous)', f'{r["agree"]}, {r["prev_agree"]}'),
-            (f'{tag} official / previous / floor / new (s)',
-             f'{r["t_official"]:.1f} / {r["t_prev"]:.2f} / {r["t_floor"]:.2f} / {r["t_ours"]:.3f}'),
-            (f'{tag} speed-up official / new', f'{r["t_official"] / r["t_ours"]:.0f}x'),
-            (f'{tag} speed-up previous / new, floor / new',
-             f'{r["t_prev"] / r["t_ours"]:.1f}x, {r["t_floor"] / r["t_ours"]:.2f}x'),
-        ]
-    if mem is not None:
-        rows += [
-            ('ImageNet shape: our peak RSS growth (GiB, 12 betas)',
-             f'{(mem["hwm_after_kb"] - mem["rss_base_kb"]) / 2 ** 20:.3f}'),
-            ('ImageNet shape: dense [M, N] affinity alone (GiB, fp32)', f'{gib(50000 * 16000 * 4):.2f}'),
-        ]
-    for name, value in rows:
-        print(f'  {name:<58}{value:>32}')
+    sizes, c, k, d = ((400, 2000), 200, 16, 256) if args.quick else ((4000, 50000), 1000, 16, 1024)
+    beta_grid, alpha_grid = tf.tip_search_grids([7, 3])
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32; C={c}, K={k}, N={c * k}, '
+          f'D={d}, grid {len(beta_grid)} betas x {len(alpha_grid)} alphas')
+    header = (f'{"data":<10}{"M":>7}{"search s":>11}{"floor s":>10}{"search/floor":>14}{"previous s":>12}'
+              f'{"prev/search":>13}{"same counts":>13}{"beta":>8}{"alpha":>8}{"acc %":>8}')
+    rows, per_query_prev = [], {}
+    for kind, make in (('ordinary', ordinary_data), ('crowded', crowded_data)):
+        for m in sizes:
+            f, y, w, keys, cl = make(m, c, k, d, args.seed)
+            (beta, alpha, acc), t_search = timed(lambda: tf.search_tip_hparams(f, y, w, keys, cl, beta_grid,
+                                                                               alpha_grid))
+            _, t_floor = timed(lambda: floor(f, w, keys, cl, beta_grid))
+            estimate = per_query_prev.get(kind, 0.) * m
+            if kind in per_query_prev and estimate > args.previous_budget:
+                t_prev, same = None, None
+                note = f'previous skipped at M={m}: about {estimate:.0f} s, scaled from M={sizes[0]}'
+            else:
+                prev_counts, t_prev = timed(lambda: _previous_correct_counts(f, y, w, keys, cl, beta_grid,
+                                                                             alpha_grid))
+                per_query_prev.setdefault(kind, t_prev / m)
+                same = torch.equal(prev_counts, tf.tip_search_correct_counts(f, y, w, keys, cl, beta_grid,
+                                                                             alpha_grid))
+                note = None
+            rows.append((kind, m, t_search, t_floor, t_prev, same, beta, alpha, acc, note))
+            prev_txt = (f'{t_prev:>12.1f}{t_prev / t_search:>12.2f}x{str(same):>13}' if t_prev is not None
+                        else f'{"skipped":>12}{"-":>13}{"-":>13}')
+            print(header if len(rows) == 1 else '', end='\n' if len(rows) == 1 else '')
+            print(f'{kind:<10}{m:>7}{t_search:>11.1f}{t_floor:>10.1f}{t_search / t_floor:>13.2f}x{prev_txt}'
+                  f'{beta:>8.3f}{alpha:>8.3f}{acc:>8.2f}', flush=True)
+            if note:
+                print(f'  ({note})', flush=True)
+            del f, y, w, keys, cl
+    print(f'peak RSS of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.2f} GiB')
 
 
 if __name__ == '__main__':

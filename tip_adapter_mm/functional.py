@@ -11,7 +11,7 @@ Conventions (shapes):
     cache_labels  [N]     int64 class index of each cache entry.
 """
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -174,6 +174,12 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, topk: int = 1) -> 
 #: true class are evaluated.
 _ANCHOR_SPACING = 20
 
+#: Above this fraction of candidate (query, class) pairs at a beta, :func:`tip_search_correct_counts` scores every
+#: class of the chunk from dense [chunk, C] passes (one exp pass over the affinity, the alpha interval of every
+#: class) instead of gathering the candidates: crowded features, e.g. those of a randomly initialised CLIP,
+#: leave most classes in reach of the true one.
+_DENSE_FRACTION = 0.25
+
 
 def _class_members(cache_labels: torch.Tensor, num_classes: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The cache entries of each class: a [C, K_max] table of indices into the cache and its validity mask.
@@ -199,7 +205,7 @@ def _class_members(cache_labels: torch.Tensor, num_classes: int) -> Tuple[torch.
 
 
 def _candidate_thresholds(clip: torch.Tensor, clip_y: torch.Tensor, labels: torch.Tensor,
-                          shifted: torch.Tensor, k_max: int, betas: Sequence[float], alpha_lo: float,
+                          affinity: torch.Tensor, k_max: int, betas: Sequence[float], alpha_lo: float,
                           alpha_hi: float) -> torch.Tensor:
     """Per (query, class) threshold T such that class c can reach the true class y's logit for some alpha of
     the grid only if ``cache_c - cache_y >= T`` (for an upper bound of cache_c; shape [M, C]).
@@ -218,8 +224,8 @@ def _candidate_thresholds(clip: torch.Tensor, clip_y: torch.Tensor, labels: torc
         thresholds = torch.full_like(clip, -big)
     else:
         b_lo, b_hi = min(betas), max(betas)
-        if shifted.shape[1]:
-            s_lo, s_hi = shifted.amin(dim=1), shifted.amax(dim=1)
+        if affinity.shape[1]:
+            s_lo, s_hi = affinity.amin(dim=1) - 1., affinity.amax(dim=1) - 1.  # of A - 1, the exponent / beta
             # the largest beta * s over the grid and the cache: exp of it bounds every cache entry
             exponent = torch.maximum(torch.maximum(b_lo * s_lo, b_lo * s_hi), torch.maximum(b_hi * s_lo, b_hi * s_hi))
             cache_bound = k_max * exponent.exp()
@@ -235,38 +241,56 @@ def _candidate_thresholds(clip: torch.Tensor, clip_y: torch.Tensor, labels: torc
     return thresholds
 
 
+def _official_exp(scaled: torch.Tensor, beta: float) -> torch.Tensor:
+    """``exp(-(beta - scaled))`` in place, for ``scaled = beta * affinity``: bitwise the official
+    ``((-1) * (beta - beta * affinity)).exp()`` (``x - beta`` is exactly ``-(beta - x)``)."""
+    return scaled.sub_(beta).exp_()
+
+
 def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, cache_keys: torch.Tensor,
                  cache_labels: torch.Tensor, members: torch.Tensor, valid: Optional[torch.Tensor],
                  betas: Sequence[float], sorted_betas: Sequence[int], anchors: Sequence[int],
-                 alphas: torch.Tensor, counts: torch.Tensor):
-    """Add the correct counts of one chunk of queries to ``counts`` (see :func:`tip_search_correct_counts`)."""
+                 alphas: torch.Tensor, counts: torch.Tensor, step: Callable[[], None]):
+    """Add the correct counts of one chunk of queries to ``counts`` (see :func:`tip_search_correct_counts`);
+    ``step()`` is called after each beta."""
     r, c = f.shape[0], clip_weights.shape[0]
     n, k_max, n_alpha = cache_keys.shape[0], members.shape[1], alphas.numel()
     rows = torch.arange(r, device=f.device)
     clip = LOGIT_SCALE * f @ clip_weights.t()
     clip_y = clip[rows, y]
-    shifted = (f @ cache_keys.t()).sub_(1.)  # exp(beta * (A - 1)) is bitwise exp(-beta * (1 - A))
+    affinity = f @ cache_keys.t()
     alpha_lo, alpha_hi = float(alphas.min()), float(alphas.max())
-    thresholds = _candidate_thresholds(clip, clip_y, y, shifted, k_max, betas, alpha_lo, alpha_hi)
-    buf = torch.empty_like(shifted)
+    alpha_abs = max(abs(alpha_lo), abs(alpha_hi))
+    unit, tiny = torch.finfo(f.dtype).eps / 2, torch.finfo(f.dtype).tiny  # unit roundoff of the logits
+    wide = torch.float64
+    clip_y_wide = clip_y.to(wide)
+    clip_wide = clip.to(wide)
+    is_y = torch.zeros(r, c, dtype=torch.bool, device=f.device)
+    is_y[rows, y] = True  # y against itself, void in the dense marks
+    dense_pairs = _DENSE_FRACTION * r * c
+    thresholds = _candidate_thresholds(clip, clip_y, y, affinity, k_max, betas, alpha_lo, alpha_hi)
+    buf = torch.empty_like(affinity)
     if valid is None:
-        by_pair = shifted.view(r * c, k_max)  # the entries of (query, class) pairs, one row per pair
+        by_pair = affinity.view(r * c, k_max)  # the entries of (query, class) pairs, one row per pair
         y_values, y_pad = by_pair[rows * c + y], None
     else:
-        y_values, y_pad = shifted[rows[:, None], members[y]], ~valid[y]
+        y_values, y_pad = affinity[rows[:, None], members[y]], ~valid[y]
     one_group = torch.zeros(k_max, dtype=torch.long, device=f.device)
     # candidate pairs are processed in batches whose temporaries stay within the chunk's budget
     pair_batch = max(1, (r * (n + 2 * n_alpha * c)) // (k_max + 4 * n_alpha + 4))
 
     def exp_entries(values, beta, pad):
-        """exp(beta * values), in place (``values`` is a fresh gather), padding entries set to 0."""
-        e = values.mul_(beta).exp_()
+        """The official exp(-(beta - beta * values)), in place (``values`` is a fresh gather), padding entries
+        set to 0."""
+        e = _official_exp(values.mul_(beta), beta)
         return e if pad is None else e.masked_fill_(pad, 0.)
 
-    def beaten(cache_y, qi, pair, pair_cache, wrong):
+    def scored(cache_y, qi, pair, pair_cache, wrong):
         """Mark in ``wrong`` [r, A] (int32, > 0 = wrong) the (query, alpha) where a class (query qi, flat index
-        ``pair = qi * C + class``, cache term ``pair_cache``) beats y: a higher logit, or an equal one at a
-        lower class index (argmax and topk keep the first maximum)."""
+        ``pair = qi * C + class``, cache term ``pair_cache``) beats y, from the logits of every alpha computed
+        as the dense ``clip + alpha * cache``: a higher logit, or an equal one at a lower class index (argmax's
+        first maximum). O(pairs x A): :func:`beaten` calls it only for the few queries whose
+        answer is within rounding of a grid alpha."""
         logits_y = clip_y[:, None] + alphas * cache_y[:, None]  # same ops as clip + alpha * cache: [r, A]
         # a class below y beats it from an equal logit on (>=, i.e. > the next float down), a class above y
         # needs a higher one (>): rows [0, r) of `bars` for the classes above y, rows [r, 2r) for those below
@@ -277,6 +301,68 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
             below = p - q * c < y.index_select(0, q)
             beats = logits_c > bars.index_select(0, q + r * below.long())
             wrong.index_put_((q,), beats.to(torch.int32), accumulate=True)
+        return wrong
+
+    def marks(z_y, g_y, z_c, g_c, reduce, wrong, void=None):
+        """Mark in ``wrong`` [r, A] the (query, alpha) that some class surely beats y at, from the alpha interval
+        on which y wins; returns the queries [r] (bool) with a grid alpha within rounding of a bound or tied.
+
+        The margin of y over a class c, ``m(alpha) = (clip_y - clip_c) + alpha (cache_y - cache_c)``, is linear
+        in alpha, so the alphas where c surely beats y (``m < -E``) and those where it surely does not
+        (``m > E``) are half-lines (all or nothing when the cache terms are equal); ``E`` bounds, with a
+        factor 8 to spare, the rounding error of the float logits ``clip + alpha * cache`` and of the bounds
+        themselves (computed in float64). Per query the max / min of these bounds over its classes
+        (``reduce(values, 'amax' | 'amin')`` -> [r]) give the alphas where the query is surely wrong and where
+        it is surely right. ``z_y, g_y`` broadcast against ``z_c, g_c`` (float64); entries where ``void`` is
+        True (y itself, with equal cache terms) bound nothing.
+        """
+        a, b = z_y - z_c, g_y - g_c
+        if void is not None:
+            a.masked_fill_(void, math.inf)
+        err = (16 * unit) * (z_y.abs() + z_c.abs() + 2 * alpha_abs * (g_y.abs() + g_c.abs())) + tiny
+        up, down, flat = b > 0, b < 0, b == 0
+        surely_beats, surely_not = (-err - a) / b, (err - a) / b  # alpha bounds (inf / nan where b == 0)
+        inf = a.new_tensor(math.inf)
+        # equal cache terms (b == 0): the CLIP logits decide at every alpha
+        wrong_below = reduce(torch.where(up, surely_beats, torch.where(flat & (a < -err), inf, -inf)), 'amax')
+        wrong_above = reduce(torch.where(down, surely_beats, inf), 'amin')  # wrong for alpha outside these
+        right_above = reduce(torch.where(up, surely_not, torch.where(flat & (a <= err), inf, -inf)), 'amax')
+        right_below = reduce(torch.where(down, surely_not, inf), 'amin')  # right for alpha strictly inside
+        wide_alphas = alphas.to(wide)
+        surely_wrong = (wide_alphas < wrong_below[:, None]) | (wide_alphas > wrong_above[:, None])
+        surely_right = (wide_alphas > right_above[:, None]) & (wide_alphas < right_below[:, None])
+        wrong += surely_wrong.to(torch.int32)
+        return (surely_wrong | surely_right).logical_not_().any(dim=1)
+
+    def beaten(cache_y, qi, pair, pair_cache, wrong):
+        """Same marks as :func:`scored` in O(pairs + r x A), by :func:`marks`; a query with a grid alpha in
+        neither its surely-wrong nor its surely-right set (a tie, or a near tie within rounding) has its
+        logits scored exactly by :func:`scored`, so the marks are the dense logits' argmax, ties included."""
+
+        def reduce(values, how):
+            """Per query, the max or min of a bound over its classes (``values`` is +-inf where it is void)."""
+            init = -math.inf if how == 'amax' else math.inf
+            return torch.full((r,), init, dtype=wide, device=f.device).scatter_reduce_(0, qi, values, how)
+
+        unsure = marks(clip_y.index_select(0, qi).to(wide), cache_y.index_select(0, qi).to(wide),
+                       clip.view(-1).index_select(0, pair).to(wide), pair_cache.to(wide), reduce, wrong)
+        if unsure.any():
+            sel = unsure.index_select(0, qi).nonzero().view(-1)
+            scored(cache_y, qi.index_select(0, sel), pair.index_select(0, sel), pair_cache.index_select(0, sel),
+                   wrong)
+        return wrong
+
+    def dense(cache, cache_y):
+        """The marks of :func:`beaten` over every class of every query, from the cache terms [r, C] of all
+        classes: elementwise passes over [r, C] instead of gathers, for a beta where most (query, class) pairs
+        are candidates (crowded features). Unsure queries are scored over all their classes."""
+        wrong = torch.zeros(r, n_alpha, dtype=torch.int32, device=f.device)
+        unsure = marks(clip_y_wide[:, None], cache_y.to(wide)[:, None], clip_wide, cache.to(wide),
+                       lambda values, how: getattr(values, how)(dim=1), wrong, is_y)
+        if unsure.any():
+            q = unsure.nonzero().view(-1)
+            pair = (q[:, None] * c + torch.arange(c, device=f.device)).view(-1)
+            scored(cache_y, q.repeat_interleave(c), pair, cache.view(-1).index_select(0, pair), wrong)
         return wrong
 
     def champions(cache, cache_y):
@@ -291,7 +377,7 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
     def anchor(i):
         """Cache term of every class at beta i (one exp pass over the chunk's affinities), scored; returns
         ``cache - thresholds`` for the chord bounds of the betas around it, and the champions."""
-        cache = class_sum(torch.mul(shifted, betas[i], out=buf).exp_(), cache_labels, c)
+        cache = class_sum(_official_exp(torch.mul(affinity, betas[i], out=buf), betas[i]), cache_labels, c)
         cache_y = cache[rows, y]
         champ = champions(cache, cache_y) if c > 1 else rows[:0]
         # queries that the champion beats at every alpha are wrong: their other candidates are not scored
@@ -299,10 +385,14 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
                        torch.zeros(r, n_alpha, dtype=torch.int32, device=f.device))
         gap = cache - thresholds
         candidates = (gap >= cache_y[:, None]).masked_fill_(wrong.bool().all(dim=1)[:, None], False)
-        qi, ci = candidates.nonzero(as_tuple=True)
-        pair = qi * c + ci
-        beaten(cache_y, qi, pair, cache.view(-1).index_select(0, pair), wrong)
+        if candidates.count_nonzero() > dense_pairs:
+            wrong = dense(cache, cache_y)
+        else:
+            qi, ci = candidates.nonzero(as_tuple=True)
+            pair = qi * c + ci
+            beaten(cache_y, qi, pair, cache.view(-1).index_select(0, pair), wrong)
         counts[i] += r - (wrong > 0).sum(dim=0)
+        step()
         return gap, champ
 
     def exact_pairs(beta, qi, pair):
@@ -314,7 +404,7 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
                 values, pad = by_pair.index_select(0, p), None
             else:
                 k = p - q * c
-                values, pad = shifted[q[:, None], members[k]], ~valid[k]
+                values, pad = affinity[q[:, None], members[k]], ~valid[k]
             # the same reduction as class_sum's (a sum over the last dimension), one row per pair
             torch.sum(exp_entries(values, beta, pad), dim=-1, out=out[s:s + pair_batch])
         return out
@@ -350,10 +440,16 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
                            torch.zeros(r, n_alpha, dtype=torch.int32, device=f.device))
             open_q = ~wrong.bool().all(dim=1)
             keep = (torch.lerp(gap_qa, gap_qb, t) >= cache_y[j].index_select(0, qs)) & open_q.index_select(0, qs)
-            sel = keep.nonzero().view(-1)
-            qi, pair = qs.index_select(0, sel), pairs.index_select(0, sel)
-            beaten(cache_y[j], qi, pair, exact_pairs(betas[i], qi, pair), wrong)
+            if keep.count_nonzero() > dense_pairs:  # crowded: one exp pass and the dense marks are cheaper
+                cache = class_sum(_official_exp(torch.mul(affinity, betas[i], out=buf), betas[i]), cache_labels,
+                                  c)
+                wrong = dense(cache, cache[rows, y])
+            else:
+                sel = keep.nonzero().view(-1)
+                qi, pair = qs.index_select(0, sel), pairs.index_select(0, sel)
+                beaten(cache_y[j], qi, pair, exact_pairs(betas[i], qi, pair), wrong)
             counts[i] += r - (wrong > 0).sum(dim=0)
+            step()
 
     gap_prev = champ_prev = prev = None
     for pos in anchors:
@@ -369,11 +465,12 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
 def tip_search_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip_weights: torch.Tensor,
                               cache_keys: torch.Tensor, cache_labels: torch.Tensor,
                               beta_grid: Sequence[float], alpha_grid: Sequence[float],
-                              max_chunk_bytes: int = 1 << 28) -> torch.Tensor:
+                              max_chunk_bytes: int = 1 << 28,
+                              progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
     """Number of correct top-1 predictions for every (beta, alpha) pair of the grids.
 
     Same counts as scoring the dense logits ``clip + alpha * cache_b`` of every pair (ties go to the lowest
-    class index, as argmax and the official ``topk``), without materialising them:
+    class index: argmax's first maximum), without materialising them:
 
     * per chunk of queries, the affinity and the CLIP logits are computed once;
     * for each beta, the logit gap of a class c to the true class y, ``d_c + alpha (cache_c - cache_y)``, is
@@ -389,14 +486,34 @@ def tip_search_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip
     * a query that one class (a "champion": the class with the largest worse-end logit gap at an anchor;
       between anchors, the champions of both) beats at every alpha is wrong at this beta: its other
       candidates are not scored. This keeps
-      the work small where y is far from the top, e.g. at small beta, where the cache term barely matters.
+      the work small where y is far from the top, e.g. at small beta, where the cache term barely matters;
+    * the candidates of a query are scored at all alphas at once from the alpha interval on which y beats
+      them (linear margins); only queries with a grid alpha within rounding of a bound of that interval, or
+      tied, are scored from their logits;
+    * at a beta where more than ``_DENSE_FRACTION`` of the chunk's (query, class) pairs are candidates
+      (crowded features), the cache term of every class comes from one exp pass and :func:`class_sum`, and
+      the intervals of all classes from elementwise passes over [chunk, C].
 
     So one beta in ``_ANCHOR_SPACING`` costs an exp pass over the affinity, and no [A, M, C] logits are built.
-    The cache terms that are scored are computed as in the dense computation (exp of ``beta * (A - 1)``,
+    The cache terms that are scored are computed as in the dense computation (the official op order
+    ``exp(-(beta - beta * A))``, which crowded features, with A near 1, are sensitive to;
     per-class sums with class_sum's reduction when the cache is grouped by class), so the counts are those of
     scoring the dense logits. Queries are processed in chunks so that the temporaries stay under about
     ``max_chunk_bytes`` (the same budget per query as the dense computation, which the pruned one needs less
     of).
+
+    Args:
+        features (Tensor): [M, D] normalised queries.
+        labels (Tensor): [M] int64 labels.
+        clip_weights (Tensor): [C, D].
+        cache_keys (Tensor): [N, D].
+        cache_labels (Tensor): [N].
+        beta_grid (sequence of float): sharpness values.
+        alpha_grid (sequence of float): residual ratios.
+        max_chunk_bytes (int): bound on the temporaries of one chunk of queries.
+        progress (callable, optional): called as ``progress(n)`` with the number of betas newly done (the
+            calls add up to ``len(beta_grid)``; with several chunks of queries, a beta counts as done in
+            proportion), e.g. a progress bar's update. Defaults to None.
 
     Returns:
         Tensor: int64 counts, shape [len(beta_grid), len(alpha_grid)].
@@ -416,16 +533,27 @@ def tip_search_correct_counts(features: torch.Tensor, labels: torch.Tensor, clip
     anchors = list(range(0, len(betas), _ANCHOR_SPACING))
     if anchors[-1] != len(betas) - 1:
         anchors.append(len(betas) - 1)
+    n_chunks = -(-m // chunk)
+    steps = [0, 0]  # (beta, chunk) steps done, betas reported
+
+    def step():
+        steps[0] += 1
+        done = steps[0] // n_chunks
+        if progress is not None and done > steps[1]:
+            progress(done - steps[1])
+            steps[1] = done
+
     for start in range(0, m, chunk):
         _count_chunk(features[start:start + chunk], labels[start:start + chunk], clip_weights, cache_keys,
-                     cache_labels, members, valid, betas, sorted_betas, anchors, alphas, counts)
+                     cache_labels, members, valid, betas, sorted_betas, anchors, alphas, counts, step)
     return counts
 
 
 def search_tip_hparams(features: torch.Tensor, labels: torch.Tensor, clip_weights: torch.Tensor,
                        cache_keys: torch.Tensor, cache_labels: torch.Tensor,
                        beta_grid: Sequence[float], alpha_grid: Sequence[float],
-                       max_chunk_bytes: int = 1 << 28) -> Tuple[float, float, float]:
+                       max_chunk_bytes: int = 1 << 28,
+                       progress: Optional[Callable[[int], None]] = None) -> Tuple[float, float, float]:
     """Grid-search (beta, alpha) for the best top-1 accuracy, with the official tie rule.
 
     The official loop runs beta outer and alpha inner, both ascending, and a pair replaces the best only if
@@ -443,6 +571,8 @@ def search_tip_hparams(features: torch.Tensor, labels: torch.Tensor, clip_weight
         beta_grid (sequence of float): ascending sharpness values.
         alpha_grid (sequence of float): ascending residual ratios.
         max_chunk_bytes (int): bound on the temporaries of one chunk of queries.
+        progress (callable, optional): called with the number of betas newly done (see
+            :func:`tip_search_correct_counts`). Defaults to None.
 
     Returns:
         tuple: (beta, alpha, top1 in percent).
@@ -452,7 +582,7 @@ def search_tip_hparams(features: torch.Tensor, labels: torch.Tensor, clip_weight
     if len(beta_grid) == 0 or len(alpha_grid) == 0:
         raise ValueError('empty search grid')
     counts = tip_search_correct_counts(features, labels, clip_weights, cache_keys, cache_labels,
-                                       beta_grid, alpha_grid, max_chunk_bytes)
+                                       beta_grid, alpha_grid, max_chunk_bytes, progress)
     best = int(counts.flatten().argmax())  # argmax returns the first maximum: beta-major, alpha-minor
     i, j = divmod(best, len(alpha_grid))
     return float(beta_grid[i]), float(alpha_grid[j]), 100. * counts[i, j].item() / features.shape[0]
