@@ -426,6 +426,8 @@ def test_chunking_does_not_change_results(layout, monkeypatch):
     n, c, a = keys.shape[0], w.shape[0], 7
     row_bytes = 8 * (2 * n + (2 + 2 * a) * c) + 1  # what functional.py budgets per query row
 
+    # the pair path only (one class_sum per anchor beta and chunk); chunking with the dense path: test_search_exact
+    monkeypatch.setattr(tf, '_DENSE_FRACTION', 2.)
     seen = spy_class_sum(monkeypatch, dim=0)
     results = {}
     for budget in [None, 1, 5 * row_bytes + 3, 8 * row_bytes, 10 ** 12]:

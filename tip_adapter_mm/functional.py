@@ -105,7 +105,22 @@ def cache_logits(affinity: torch.Tensor, cache_labels: torch.Tensor, num_classes
     Returns:
         Tensor: shape [M, C].
     """
-    return class_sum(torch.exp(-beta * (1. - affinity)), cache_labels, num_classes)
+    return class_sum(torch.exp(-(beta - beta * affinity)), cache_labels, num_classes)
+
+
+def cache_weights_(affinity: torch.Tensor, beta: float, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``exp(-beta (1 - affinity))`` in ``affinity``'s own memory, bitwise the official op order
+    ``((-1) * (beta - beta * affinity)).exp()`` (``beta * A - beta`` is exactly ``-(beta - beta * A)``), as
+    :func:`cache_logits` computes it out of place. The one [M, N] tensor of a Tip-Adapter forward pass.
+
+    Args:
+        affinity (Tensor): [M, N] cosine similarities, overwritten (autograd-safe: the matmul's backward needs
+            its inputs, and ``exp_`` keeps its own result).
+        beta (float): sharpness.
+        out (Tensor, optional): write there instead (``affinity`` is then left as it is).
+    """
+    scaled = affinity.mul_(beta) if out is None else torch.mul(affinity, beta, out=out)
+    return scaled.sub_(beta).exp_()
 
 
 def tip_logits(features: torch.Tensor, clip_weights: torch.Tensor, cache_keys: torch.Tensor,
@@ -133,10 +148,7 @@ def tip_logits(features: torch.Tensor, clip_weights: torch.Tensor, cache_keys: t
     affinity = features @ cache_keys.t()
     if torch.is_tensor(beta) and beta.requires_grad:  # a gradient for beta needs the affinity kept
         return logits + alpha * cache_logits(affinity, cache_labels, clip_weights.shape[0], beta)
-    # exp(-beta (1 - A)) = exp(beta (A - 1)) computed in the affinity's own memory: the only [M, N] tensor of
-    # the call (the matmul's backward needs its inputs, not its output; exp_ keeps its result for its own)
-    weights = affinity.sub_(1.).mul_(beta).exp_()
-    return logits + alpha * class_sum(weights, cache_labels, clip_weights.shape[0])
+    return logits + alpha * class_sum(cache_weights_(affinity, beta), cache_labels, clip_weights.shape[0])
 
 
 def search_grid(scale: float, steps: int) -> list:
@@ -241,12 +253,6 @@ def _candidate_thresholds(clip: torch.Tensor, clip_y: torch.Tensor, labels: torc
     return thresholds
 
 
-def _official_exp(scaled: torch.Tensor, beta: float) -> torch.Tensor:
-    """``exp(-(beta - scaled))`` in place, for ``scaled = beta * affinity``: bitwise the official
-    ``((-1) * (beta - beta * affinity)).exp()`` (``x - beta`` is exactly ``-(beta - x)``)."""
-    return scaled.sub_(beta).exp_()
-
-
 def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, cache_keys: torch.Tensor,
                  cache_labels: torch.Tensor, members: torch.Tensor, valid: Optional[torch.Tensor],
                  betas: Sequence[float], sorted_betas: Sequence[int], anchors: Sequence[int],
@@ -282,7 +288,7 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
     def exp_entries(values, beta, pad):
         """The official exp(-(beta - beta * values)), in place (``values`` is a fresh gather), padding entries
         set to 0."""
-        e = _official_exp(values.mul_(beta), beta)
+        e = cache_weights_(values, beta)
         return e if pad is None else e.masked_fill_(pad, 0.)
 
     def scored(cache_y, qi, pair, pair_cache, wrong):
@@ -377,7 +383,7 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
     def anchor(i):
         """Cache term of every class at beta i (one exp pass over the chunk's affinities), scored; returns
         ``cache - thresholds`` for the chord bounds of the betas around it, and the champions."""
-        cache = class_sum(_official_exp(torch.mul(affinity, betas[i], out=buf), betas[i]), cache_labels, c)
+        cache = class_sum(cache_weights_(affinity, betas[i], out=buf), cache_labels, c)
         cache_y = cache[rows, y]
         champ = champions(cache, cache_y) if c > 1 else rows[:0]
         # queries that the champion beats at every alpha are wrong: their other candidates are not scored
@@ -441,8 +447,7 @@ def _count_chunk(f: torch.Tensor, y: torch.Tensor, clip_weights: torch.Tensor, c
             open_q = ~wrong.bool().all(dim=1)
             keep = (torch.lerp(gap_qa, gap_qb, t) >= cache_y[j].index_select(0, qs)) & open_q.index_select(0, qs)
             if keep.count_nonzero() > dense_pairs:  # crowded: one exp pass and the dense marks are cheaper
-                cache = class_sum(_official_exp(torch.mul(affinity, betas[i], out=buf), betas[i]), cache_labels,
-                                  c)
+                cache = class_sum(cache_weights_(affinity, betas[i], out=buf), cache_labels, c)
                 wrong = dense(cache, cache[rows, y])
             else:
                 sel = keep.nonzero().view(-1)
