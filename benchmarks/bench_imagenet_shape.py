@@ -38,6 +38,7 @@ Torch uses ``--threads`` threads (default 1: on a shared machine timings are ste
 about 3 GiB per child and several minutes on two cores.
 """
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -203,10 +204,13 @@ def section_ckpt(data_dir, threads, results, shape):
                        f'feature_store.root={os.path.join(work, "store")}', f'experiment_name=bench-{time.time_ns()}']
             options += [f'{key}.dataset.data_root={digits}' for key in ('train_dataloader', 'val_dataloader',
                                                                           'test_dataloader')]
-            main_train([str(REPO / config), '--work-dir', work, '--cfg-options', *options])
+            with open(os.path.join(work, 'console.log'), 'w') as log, contextlib.redirect_stdout(log), \
+                    contextlib.redirect_stderr(log):  # the run's log (config dump, progress) stays out of the table
+                main_train([str(REPO / config), '--work-dir', work, '--cfg-options', *options])
             files = sorted(f for f in os.listdir(work) if f.startswith('epoch_') and f.endswith('.pth'))
             sizes = [os.path.getsize(os.path.join(work, f)) for f in files]
             saved = torch.load(os.path.join(work, files[-1]), weights_only=True, map_location='cpu')
+            kept = sorted(f for f in os.listdir(work) if f.endswith('.pth'))
         state = saved['state_dict']
         trainable = ('head.cache_keys', ) if method == 'tipf' else tuple(
             f'head.{name}' for name in ('q_proj.weight', 'k_proj.weight', 'alpha_proj.weight', 'alpha_proj.bias'))
@@ -221,10 +225,20 @@ def section_ckpt(data_dir, threads, results, shape):
         big_floor = 4 * (c * k * d if method == 'tipf' else 2 * d * d + d + 1)
         per_epoch = sum(sizes) / len(sizes)
         big_file = per_epoch - tensor_bytes + big
-        results[f'ckpt_{method}'] = dict(files=files, sizes=sizes, floor=floor)
-        results[f'ckpt_{method}'].update(imagenet_bytes=big_file, imagenet_floor=big_floor)
+        # what --resume needs, each tensor once: the adapter state (trainable parameters and the fixed cache /
+        # text weights the head holds) and AdamW's two moments of every trainable parameter
+        big_resume = sum(t.element_size() * _prod(demo.get(s, s) for s in t.shape) for t in _tensors(state)) \
+            + 2 * big_floor
+        # the previous design also stored the selected epoch's trainable parameters in every checkpoint's meta
+        big_previous = big_file + big_floor
+        results[f'ckpt_{method}'] = dict(files=files, sizes=sizes, floor=floor, kept=kept)
+        results[f'ckpt_{method}'].update(imagenet_bytes=big_file, imagenet_floor=big_floor,
+                                         imagenet_resume=big_resume, imagenet_previous=big_previous)
         print(f"{method:8s} {len(files):12d} {per_epoch:12.0f} {floor:12d} {per_epoch / floor:7.2f} "
               f"{big_file / 2 ** 20:13.1f} MiB {big_floor / 2 ** 20:11.1f} MiB {big_file / big_floor:7.2f}", flush=True)
+        print(f"{'':8s} ImageNet shape: {big_file / 2 ** 20:.1f} MiB per epoch vs {big_resume / 2 ** 20:.1f} MiB that "
+              f"--resume needs (x{big_file / big_resume:.3f}); previous design {big_previous / 2 ** 20:.1f} MiB "
+              f"(x{big_previous / big_file:.2f} of now); files kept after the run: {', '.join(kept)}", flush=True)
 
 
 def _tensors(obj):
