@@ -4,6 +4,7 @@ from mmengine.dist import broadcast_object_list
 from mmengine.logging import print_log
 
 from ..functional import search_tip_hparams, topk_accuracy
+from ..utils.progress import progress_bar
 from .features import unwrap
 from .record import timed, update_record
 
@@ -31,9 +32,11 @@ def select_alpha_beta(runner, features, search: bool, beta_grid, alpha_grid, max
         return
     feats, labels = val
     if search and head.cache_size:
-        with timed(runner, 'search'):
+        with timed(runner, 'search'), progress_bar(total=len(beta_grid), desc=f'alpha/beta search on {split}',
+                                                    unit='beta') as bar:
             result = list(search_tip_hparams(feats, labels, head.clip_weights, head.cache_keys.detach(),
-                                             head.cache_labels, beta_grid, alpha_grid, max_chunk_bytes))
+                                             head.cache_labels, beta_grid, alpha_grid, max_chunk_bytes,
+                                             progress=bar.update))
         broadcast_object_list(result, src=0)
         beta, alpha, top1 = result
         head.set_hparams(alpha, beta)
