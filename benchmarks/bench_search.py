@@ -392,7 +392,6 @@ def main():
                   f'{beta:>8.3f}{alpha:>8.3f}{acc:>8.2f}', flush=True)
             if note:
                 print(f'  ({note})', flush=True)
-            del f, y, w, keys, cl
     print(f'peak RSS of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.2f} GiB')
 
 

@@ -5,7 +5,6 @@ import os.path as osp
 import random
 
 import pytest
-import torch
 
 from conftest import ROOT, demo_options, read_results
 from tip_adapter_mm.datasets.base_novel import (OFFICIAL_FILE, official_datasets, official_split, resolve_classes,
