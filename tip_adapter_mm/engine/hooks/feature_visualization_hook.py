@@ -32,7 +32,7 @@ class FeatureVisualizationHook(VisualizationHook):
                     raise ValueError('--show-dir / --show need the image files, but a test sample has no '
                                      'img_path')
                 with Image.open(sample.img_path) as img:
-                    images.append(np.asarray(img.convert('RGB')))
+                    images.append(np.array(img.convert('RGB')))  # a writable copy for torch.from_numpy
             data_batch = dict(data_batch, inputs=[torch.from_numpy(image).permute(2, 0, 1) for image in images])
         super()._draw_samples(batch_idx, data_batch, data_samples, step)
 
