@@ -84,6 +84,15 @@ def official_search_hp(search_scale, search_step, features, labels, clip_weights
     """
     beta_list = [i * (search_scale[0] - 0.1) / search_step[0] + 0.1 for i in range(search_step[0])]
     alpha_list = [i * (search_scale[1] - 0.1) / search_step[1] + 0.1 for i in range(search_step[1])]
+    return official_loop(features, labels, clip_weights, cache_keys, cache_labels, beta_list, alpha_list)
+
+
+def official_loop(features, labels, clip_weights, cache_keys, cache_labels, beta_list, alpha_list,
+                  accuracy=official_cls_acc):
+    """The official double loop over given grids: (best beta, best alpha, best acc, correct counts [B, A]).
+
+    ``accuracy(logits, labels)`` is the top-1 in percent: the official ``cls_acc`` by default.
+    """
     cache_values = one_hot_values(cache_labels, clip_weights.shape[0], features.dtype)
     counts = torch.zeros(len(beta_list), len(alpha_list), dtype=torch.long)
     best_acc = 0
@@ -94,7 +103,7 @@ def official_search_hp(search_scale, search_step, features, labels, clip_weights
             cache_logits = ((-1) * (beta - beta * affinity)).exp() @ cache_values
             clip_logits = 100. * features @ clip_weights.t()
             tip_logits = clip_logits + cache_logits * alpha
-            acc = official_cls_acc(tip_logits, labels)
+            acc = accuracy(tip_logits, labels)
             counts[bi, ai] = round(acc * labels.shape[0] / 100)
             if acc > best_acc:
                 best_acc = acc

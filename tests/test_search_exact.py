@@ -1,7 +1,7 @@
 """The alpha/beta search against a plain re-implementation of the official loop on data with exact ties.
 
 The features are built so that many logits tie *exactly* in floating point: then the official ``topk(1)``
-(first index among equal maxima) decides, and the interval arithmetic of the search must hand these queries
+decides (see below), and the interval arithmetic of the search must hand these queries
 to its exact path. The oracle is written from the official ``utils.py:search_hp`` (beta outer, alpha inner,
 ``((-1) * (beta - beta * affinity)).exp() @ one_hot``, top-1 accuracy, strict ``>``), with arbitrary grids.
 On exact ties the top-1 class is the first maximum (``argmax``), the rule the search implements: the official
@@ -14,26 +14,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import test_functional
 from tip_adapter_mm import functional as tf
 
 
-def official_loop(features, labels, clip_weights, cache_keys, cache_labels, beta_list, alpha_list):
-    """(best beta, best alpha, best acc, correct counts [B, A]) of the official double loop."""
-    cache_values = F.one_hot(cache_labels, clip_weights.shape[0]).to(features.dtype)
-    counts = torch.zeros(len(beta_list), len(alpha_list), dtype=torch.long)
-    best_acc, best_beta, best_alpha = 0, 0, 0
-    for bi, beta in enumerate(beta_list):
-        for ai, alpha in enumerate(alpha_list):
-            affinity = features @ cache_keys.t()
-            cache_logits = ((-1) * (beta - beta * affinity)).exp() @ cache_values
-            clip_logits = 100. * features @ clip_weights.t()
-            tip_logits = clip_logits + cache_logits * alpha
-            correct = int((tip_logits.argmax(dim=1) == labels).sum())
-            counts[bi, ai] = correct
-            acc = 100 * correct / labels.shape[0]
-            if acc > best_acc:
-                best_acc, best_beta, best_alpha = acc, beta, alpha
-    return best_beta, best_alpha, best_acc, counts
+def argmax_acc(logits, labels):
+    """Top-1 in percent with argmax's first maximum (the official ``topk(1)`` leaves exact ties to the backend)."""
+    return 100 * int((logits.argmax(dim=1) == labels).sum()) / labels.shape[0]
+
+
+def official_loop(*args):
+    """(best beta, best alpha, best acc, correct counts [B, A]) of the official double loop, argmax top-1."""
+    return test_functional.official_loop(*args, accuracy=argmax_acc)
 
 
 def d4_vectors(dtype):
