@@ -76,16 +76,14 @@ def preflight(cfg) -> dict:
             if isinstance(datasets[key], FewShotDataset) and not datasets[key].skip_unreadable:
                 check_readable(datasets[key])
     train = datasets.get('train_dataloader')
-    if train is not None and head.get('num_classes', 0) is None:  # the class count from the data
-        from ..hooks.build_cache_hook import image_dataset
-        count = len(image_dataset(train).metainfo.get('classes') or ())
-        head['num_classes'] = count
-        if 'num_classes' in cfg:
-            cfg['num_classes'] = count
-    if train is not None and head.get('num_classes') is not None:
+    if train is not None and 'num_classes' in head:
         from ..hooks.build_cache_hook import image_dataset
         images = image_dataset(train)  # the cache holds every class, also when training on a subset
         classes = images.metainfo.get('classes') or ()
+        if head['num_classes'] is None:  # the class count from the data
+            head['num_classes'] = len(classes)
+            if 'num_classes' in cfg:
+                cfg['num_classes'] = len(classes)
         if len(classes) != int(head['num_classes']):
             raise ValueError(f"the dataset has {len(classes)} classes but model.head.num_classes is "
                              f"{head['num_classes']}")
